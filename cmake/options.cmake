@@ -1,0 +1,14 @@
+# cogwheel_options: compile options every target of ours links.
+add_library(cogwheel_options INTERFACE)
+target_compile_options(cogwheel_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
+  -Wunused -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
+  $<$<BOOL:${COGWHEEL_WERROR}>:-Werror>)
+target_compile_definitions(cogwheel_options INTERFACE
+  BOOST_ASIO_NO_DEPRECATED
+  BOOST_BEAST_USE_STD_STRING_VIEW)
+if(COGWHEEL_SANITIZE)
+  target_compile_options(cogwheel_options INTERFACE
+    -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(cogwheel_options INTERFACE -fsanitize=address,undefined)
+endif()

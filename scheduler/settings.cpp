@@ -1,0 +1,82 @@
+#include "scheduler/settings.hpp"
+
+#include <sstream>
+
+namespace cogwheel::scheduler {
+
+namespace {
+
+template <class T>
+auto member(T settings::*field) {
+  return [field](CLI::App& app, settings& s, const option_def& d) {
+    return app.add_option(d.flag, s.*field, d.meaning)->envname(d.env);
+  };
+}
+
+}  // namespace
+
+const std::vector<option_def>& option_defs() {
+  static const std::vector<option_def> defs = {
+      {"--listen", "COGWHEEL_LISTEN", "127.0.0.1:5080",
+       "Address and port the HTTP API listens on (HOST:PORT; port 0 picks a free one).",
+       for_serve, member(&settings::listen)},
+      {"--database-url", "DATABASE_URL", "(embedded)",
+       "PostgreSQL connection URI or key=value string. Unset: cogwheel runs its own PostgreSQL in "
+       "the data folder.",
+       for_database, member(&settings::database_url)},
+      {"--data-dir", "COGWHEEL_DATA_DIR", "./var (root: /var/lib/cogwheel)",
+       "Folder of the embedded PostgreSQL (used only without DATABASE_URL).", for_database,
+       member(&settings::data_dir)},
+      {"--pg-bin-dir", "COGWHEEL_PG_BIN_DIR", "(newest /usr/lib/postgresql/N/bin)",
+       "Where the embedded PostgreSQL's initdb and pg_ctl are.", for_database,
+       member(&settings::pg_bin_dir)},
+      {"--db-pool-size", "COGWHEEL_DB_POOL_SIZE", "8",
+       "Database connections (and database threads) the service uses.", for_serve,
+       member(&settings::db_pool_size)},
+      {"--statement-timeout-ms", "COGWHEEL_STATEMENT_TIMEOUT_MS", "5000",
+       "Longest a single SQL statement may run, in milliseconds.", for_serve,
+       member(&settings::statement_timeout_ms)},
+      {"--io-threads", "COGWHEEL_IO_THREADS", "2", "Threads serving HTTP.", for_serve,
+       member(&settings::io_threads)},
+      {"--shutdown-grace-ms", "COGWHEEL_SHUTDOWN_GRACE_MS", "10000",
+       "On SIGINT/SIGTERM, how long requests in flight may take to finish, in milliseconds.",
+       for_serve, member(&settings::shutdown_grace_ms)},
+      {"--log-level", "COGWHEEL_LOG_LEVEL", "info",
+       "One of trace, debug, info, warn, error, off.", for_database,
+       [](CLI::App& app, settings& s, const option_def& d) {
+         return app.add_option(d.flag, s.log_level, d.meaning)
+             ->envname(d.env)
+             ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+       }},
+  };
+  return defs;
+}
+
+void add_options(CLI::App& cmd, settings& target, scope s) {
+  for (const auto& d : option_defs()) {
+    if ((d.scopes & s) == 0) continue;
+    d.bind(cmd, target, d)->default_str(d.default_text);
+  }
+}
+
+void validate(const settings& s) {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw CLI::ValidationError(what);
+  };
+  require(s.db_pool_size >= 1 && s.db_pool_size <= 1000, "--db-pool-size must be 1 to 1000");
+  require(s.statement_timeout_ms >= 0, "--statement-timeout-ms must be >= 0 (0: no limit)");
+  require(s.io_threads >= 1 && s.io_threads <= 256, "--io-threads must be 1 to 256");
+  require(s.shutdown_grace_ms >= 0, "--shutdown-grace-ms must be >= 0");
+}
+
+std::string options_markdown() {
+  std::ostringstream out;
+  out << "| option | environment | default | meaning |\n| --- | --- | --- | --- |\n";
+  for (const auto& d : option_defs()) {
+    out << "| `" << d.flag << "` | `" << d.env << "` | " << d.default_text << " | " << d.meaning
+        << " |\n";
+  }
+  return out.str();
+}
+
+}  // namespace cogwheel::scheduler

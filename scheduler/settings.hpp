@@ -1,0 +1,46 @@
+#pragma once
+// Every option of cogwheel, declared once: flag, environment variable, default and meaning.
+// The command line, the environment and the README's table all come from this one list.
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cogwheel::scheduler {
+
+struct settings {
+  std::string listen = "127.0.0.1:5080";
+  std::string database_url;  // empty: the embedded PostgreSQL in data_dir
+  std::string data_dir;      // empty: storage::default_data_dir()
+  std::string pg_bin_dir;    // empty: the newest installed PostgreSQL
+  int db_pool_size = 8;
+  int statement_timeout_ms = 5'000;
+  int io_threads = 2;
+  int shutdown_grace_ms = 10'000;
+  std::string log_level = "info";
+};
+
+// Which subcommands an option belongs to.
+enum scope : unsigned { for_serve = 1, for_migrate = 2, for_database = for_serve | for_migrate };
+
+struct option_def {
+  std::string flag;          // "--listen"
+  std::string env;           // "COGWHEEL_LISTEN"
+  std::string default_text;  // as shown in --help and the README
+  std::string meaning;
+  unsigned scopes;
+  std::function<CLI::Option*(CLI::App&, settings&, const option_def&)> bind;
+};
+
+const std::vector<option_def>& option_defs();
+
+// Adds the options of `s` (a scope) to a subcommand, bound to `target`.
+void add_options(CLI::App& cmd, settings& target, scope s);
+
+// Checks ranges after parsing; throws CLI::ValidationError with a clear message.
+void validate(const settings& s);
+
+// The README's configuration table, in Markdown.
+std::string options_markdown();
+
+}  // namespace cogwheel::scheduler

@@ -1,0 +1,29 @@
+#pragma once
+// PostgreSQL for tests: the throwaway server the test command starts, one schema per test.
+#include <string>
+
+namespace cogwheel::test {
+
+// COGWHEEL_TEST_DATABASE_URL, or a failed test naming the variable when it is unset.
+std::string test_database_url();
+
+// A fresh schema, dropped on destruction. conninfo() points at the test database with the schema
+// first on search_path, so that everything created through it lands in the schema.
+class test_schema {
+ public:
+  test_schema();
+  ~test_schema();
+  test_schema(const test_schema&) = delete;
+  test_schema& operator=(const test_schema&) = delete;
+  const std::string& name() const { return name_; }
+  const std::string& conninfo() const { return conninfo_; }
+  // conninfo() as a postgresql:// URI, for DATABASE_URL.
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string name_;
+  std::string conninfo_;
+  std::string url_;
+};
+
+}  // namespace cogwheel::test
