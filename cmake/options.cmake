@@ -5,8 +5,7 @@ target_compile_options(cogwheel_options INTERFACE
   -Wunused -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
   $<$<BOOL:${COGWHEEL_WERROR}>:-Werror>)
 target_compile_definitions(cogwheel_options INTERFACE
-  BOOST_ASIO_NO_DEPRECATED
-  BOOST_BEAST_USE_STD_STRING_VIEW)
+  BOOST_ASIO_NO_DEPRECATED)
 if(COGWHEEL_SANITIZE)
   target_compile_options(cogwheel_options INTERFACE
     -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)

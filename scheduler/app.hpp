@@ -4,7 +4,8 @@
 
 namespace cogwheel::scheduler {
 
-// Each returns the process exit code; each throws std::exception with a one-line message on failure.
+// Each returns the process exit code; each throws std::exception with a one-line message on
+// failure.
 int run_serve(const settings& s);
 int run_migrate(const settings& s);
 

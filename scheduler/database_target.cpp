@@ -39,7 +39,8 @@ database_target open_database(const settings& s) {
     return t;
   }
   storage::embedded_options opts;
-  opts.data_dir = s.data_dir.empty() ? storage::default_data_dir() : std::filesystem::path(s.data_dir);
+  opts.data_dir =
+      s.data_dir.empty() ? storage::default_data_dir() : std::filesystem::path(s.data_dir);
   opts.pg_bin_dir = s.pg_bin_dir;
   t.embedded = std::make_unique<storage::embedded_postgres>(opts);
   t.conninfo = t.embedded->conninfo();

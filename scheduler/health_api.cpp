@@ -28,7 +28,8 @@ void add_health_routes(http::router& routes, service_state& state) {
              [&state](http::request_context&) -> boost::asio::awaitable<http::response> {
                if (state.stopping) co_return not_ready("cogwheel is shutting down");
                storage::database* db = state.db.load();
-               if (db == nullptr) co_return not_ready("cogwheel is starting: database not ready yet");
+               if (db == nullptr)
+                 co_return not_ready("cogwheel is starting: database not ready yet");
                std::string unavailable;
                try {
                  auto s = co_await db->run([](pqxx::connection& c) {

@@ -18,8 +18,8 @@ auto member(T settings::*field) {
 const std::vector<option_def>& option_defs() {
   static const std::vector<option_def> defs = {
       {"--listen", "COGWHEEL_LISTEN", "127.0.0.1:5080",
-       "Address and port the HTTP API listens on (HOST:PORT; port 0 picks a free one).",
-       for_serve, member(&settings::listen)},
+       "Address and port the HTTP API listens on (HOST:PORT; port 0 picks a free one).", for_serve,
+       member(&settings::listen)},
       {"--database-url", "DATABASE_URL", "(embedded)",
        "PostgreSQL connection URI or key=value string. Unset: cogwheel runs its own PostgreSQL in "
        "the data folder.",
@@ -41,8 +41,8 @@ const std::vector<option_def>& option_defs() {
       {"--shutdown-grace-ms", "COGWHEEL_SHUTDOWN_GRACE_MS", "10000",
        "On SIGINT/SIGTERM, how long requests in flight may take to finish, in milliseconds.",
        for_serve, member(&settings::shutdown_grace_ms)},
-      {"--log-level", "COGWHEEL_LOG_LEVEL", "info",
-       "One of trace, debug, info, warn, error, off.", for_database,
+      {"--log-level", "COGWHEEL_LOG_LEVEL", "info", "One of trace, debug, info, warn, error, off.",
+       for_database,
        [](CLI::App& app, settings& s, const option_def& d) {
          return app.add_option(d.flag, s.log_level, d.meaning)
              ->envname(d.env)

@@ -15,6 +15,4 @@ cmake --build "$build" -j"$(nproc)"
 source scripts/throwaway-postgres.sh
 trap throwaway_postgres_stop EXIT
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir "$build" --output-on-failure --timeout 600 -j"$(nproc)" "$@"

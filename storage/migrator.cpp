@@ -82,7 +82,9 @@ std::string migration::checksum() const {
   return out;
 }
 
-std::string migration::label() const { return pad4(version) + "_" + name; }
+std::string migration::label() const {
+  return pad4(version) + "_" + name;
+}
 
 migration make_migration(const std::string& file_name, std::string sql) {
   const auto us = file_name.find('_');
@@ -112,8 +114,8 @@ migrate_result migrate(const std::string& conninfo, const std::vector<migration>
   validate_sequence(migrations);
   std::unique_ptr<pqxx::connection> conn;
   try {
-    conn = std::make_unique<pqxx::connection>(
-        normalize_conninfo(conninfo, {{"connect_timeout", "10"}, {"application_name", "cogwheel migrate"}}));
+    conn = std::make_unique<pqxx::connection>(normalize_conninfo(
+        conninfo, {{"connect_timeout", "10"}, {"application_name", "cogwheel migrate"}}));
   } catch (const pqxx::broken_connection& e) {
     std::string why = e.what();
     if (auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
@@ -140,8 +142,9 @@ migrate_result migrate(const std::string& conninfo, const std::vector<migration>
       try {
         pqxx::work tx(*conn);
         tx.exec(m.sql);
-        tx.exec_params("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                       m.version, m.name, m.checksum());
+        tx.exec_params(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            m.version, m.name, m.checksum());
         tx.commit();
       } catch (const pqxx::broken_connection&) {
         throw;

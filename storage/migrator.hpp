@@ -8,9 +8,9 @@
 namespace cogwheel::storage {
 
 struct migration {
-  int version = 0;    // NNNN of NNNN_name.sql
-  std::string name;   // the part after NNNN_, without .sql
-  std::string sql;    // the file's bytes
+  int version = 0;               // NNNN of NNNN_name.sql
+  std::string name;              // the part after NNNN_, without .sql
+  std::string sql;               // the file's bytes
   std::string checksum() const;  // lower-case hex SHA-256 of sql
   std::string label() const;     // "0001_initial"
 };
@@ -29,15 +29,15 @@ struct migrate_result {
   int version = 0;                   // the schema version afterwards
 };
 
-// Opens its own connection, takes the advisory lock (per schema), verifies recorded history, applies
-// what is missing. Throws storage::schema_mismatch for an unknown or changed migration,
+// Opens its own connection, takes the advisory lock (per schema), verifies recorded history,
+// applies what is missing. Throws storage::schema_mismatch for an unknown or changed migration,
 // storage::unavailable when the server cannot be reached, storage::error when a migration fails.
 migrate_result migrate(const std::string& conninfo, const std::vector<migration>& migrations);
 
 struct schema_state {
   bool current = false;  // every known migration applied, nothing unknown or changed
   int version = 0;
-  std::string problem;   // why not current, in one line
+  std::string problem;  // why not current, in one line
 };
 
 // Read-only check for readiness probes; needs no lock. Throws pqxx errors.

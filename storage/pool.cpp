@@ -47,7 +47,9 @@ std::string quote_value(const std::string& v) {
 }
 }  // namespace
 
-void validate_conninfo(const std::string& conninfo) { parse_conninfo(conninfo); }
+void validate_conninfo(const std::string& conninfo) {
+  parse_conninfo(conninfo);
+}
 
 std::string normalize_conninfo(const std::string& conninfo,
                                const std::vector<std::pair<std::string, std::string>>& defaults) {

@@ -24,7 +24,8 @@ struct pool_options {
   void validate() const;  // throws std::invalid_argument
 };
 
-// Checks a DATABASE_URL / conninfo with libpq's own parser; throws storage::error naming the problem.
+// Checks a DATABASE_URL / conninfo with libpq's own parser; throws storage::error naming the
+// problem.
 void validate_conninfo(const std::string& conninfo);
 
 // Rewrites a URI or key=value conninfo as key=value pairs, adding `defaults` for keys it lacks.

@@ -15,8 +15,8 @@ constexpr std::string_view prefix = "whsec_";
 
 std::string base64(const unsigned char* data, std::size_t len) {
   std::string out(4 * ((len + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
-                                static_cast<int>(len));
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(len));
   out.resize(static_cast<std::size_t>(n));
   return out;
 }
@@ -32,7 +32,8 @@ std::string generate_secret() {
 }
 
 std::vector<unsigned char> secret_key(std::string_view secret) {
-  if (!secret.starts_with(prefix)) throw std::invalid_argument("webhook secret must start with whsec_");
+  if (!secret.starts_with(prefix))
+    throw std::invalid_argument("webhook secret must start with whsec_");
   std::string_view b64 = secret.substr(prefix.size());
   if (b64.empty() || b64.size() % 4 != 0) {
     throw std::invalid_argument("webhook secret is not valid base64");

@@ -63,8 +63,9 @@ TEST_CASE("serve answers /health and /ready, and stops cleanly on SIGTERM", "[e2
   SECTION("/ready turns 503 when the schema is not one this binary knows") {
     pqxx::connection c(schema.conninfo());
     pqxx::work tx(c);
-    tx.exec("INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', "
-            "repeat('a', 64))");
+    tx.exec(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', "
+        "repeat('a', 64))");
     tx.commit();
     auto r = client.get("/ready");
     CHECK(r.status == 503);
@@ -94,8 +95,9 @@ TEST_CASE("startup failures are one clear line and a non-zero exit", "[e2e][erro
   }
   SECTION("database unreachable") {
     const auto port = test::free_port();
-    auto r = test::run({COGWHEEL_BINARY, "migrate"},
-                       {{"DATABASE_URL", "postgresql://u@127.0.0.1:" + std::to_string(port) + "/d"}});
+    auto r =
+        test::run({COGWHEEL_BINARY, "migrate"},
+                  {{"DATABASE_URL", "postgresql://u@127.0.0.1:" + std::to_string(port) + "/d"}});
     CHECK(r.code == 1);
     CHECK_THAT(r.output, Catch::Contains("cogwheel: error: database unreachable"));
     CHECK(line_count(r.output) <= 2);
@@ -103,9 +105,9 @@ TEST_CASE("startup failures are one clear line and a non-zero exit", "[e2e][erro
   SECTION("port in use") {
     test::test_schema schema;
     served first({{"DATABASE_URL", schema.url()}});
-    auto r = test::run({COGWHEEL_BINARY, "serve", "--listen",
-                        "127.0.0.1:" + std::to_string(first.port)},
-                       {{"DATABASE_URL", schema.url()}});
+    auto r =
+        test::run({COGWHEEL_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(first.port)},
+                  {{"DATABASE_URL", schema.url()}});
     CHECK(r.code == 1);
     CHECK_THAT(r.output, Catch::Contains("address already in use"));
     CHECK(line_count(r.output) == 1);
@@ -114,7 +116,8 @@ TEST_CASE("startup failures are one clear line and a non-zero exit", "[e2e][erro
     auto r = test::run({COGWHEEL_BINARY, "migrate", "--data-dir", "/proc/cogwheel-data"},
                        {{"DATABASE_URL", ""}});
     CHECK(r.code == 1);
-    CHECK_THAT(r.output, Catch::StartsWith("cogwheel: error: ") && Catch::Contains("/proc/cogwheel-data"));
+    CHECK_THAT(r.output,
+               Catch::StartsWith("cogwheel: error: ") && Catch::Contains("/proc/cogwheel-data"));
     CHECK(line_count(r.output) == 1);
   }
   SECTION("PostgreSQL binaries missing") {
@@ -136,7 +139,8 @@ TEST_CASE("the embedded default: serve owns its PostgreSQL, other subcommands sh
           "[e2e][embedded]") {
   test::temp_dir dir;
   const std::string data = dir.path() + "/data";
-  const std::map<std::string, std::string> env = {{"DATABASE_URL", ""}, {"COGWHEEL_DATA_DIR", data}};
+  const std::map<std::string, std::string> env = {{"DATABASE_URL", ""},
+                                                  {"COGWHEEL_DATA_DIR", data}};
   {
     served s(env);
     test::http_client client("127.0.0.1", s.port);

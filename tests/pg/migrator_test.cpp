@@ -1,9 +1,10 @@
+#include "storage/migrator.hpp"
+
 #include <catch2/catch.hpp>
 #include <future>
 #include <pqxx/pqxx>
 
 #include "storage/errors.hpp"
-#include "storage/migrator.hpp"
 #include "tests/support/pg.hpp"
 
 using namespace cogwheel;
@@ -12,8 +13,10 @@ namespace {
 int count_tables(const std::string& conninfo) {
   pqxx::connection c(conninfo);
   pqxx::read_transaction tx(c);
-  return tx.exec1("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-                  "current_schema()")[0]
+  return tx
+      .exec1(
+          "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+          "current_schema()")[0]
       .as<int>();
 }
 std::vector<storage::migration> two_step() {

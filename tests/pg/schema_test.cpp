@@ -9,7 +9,8 @@ using namespace cogwheel;
 
 namespace {
 
-constexpr const char* version_id = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
+constexpr const char* version_id =
+    "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
 
 std::string migrated(const test::test_schema& schema) {
   storage::migrate(schema.conninfo(), storage::embedded_migrations());
@@ -54,12 +55,13 @@ const std::string id1 = "0123456789abcdefghjkmnpqrs";
 
 TEST_CASE_METHOD(fixture, "a prediction moves forward through its states", "[pg][schema]") {
   insert(id1);
-  CHECK(exec("UPDATE predictions SET dispatched_at = now(), container_id = 'c1' WHERE id = '" + id1 +
-             "' AND status = 'starting'") == 1);
+  CHECK(exec("UPDATE predictions SET dispatched_at = now(), container_id = 'c1' WHERE id = '" +
+             id1 + "' AND status = 'starting'") == 1);
   CHECK(exec("UPDATE predictions SET status = 'processing', started_at = now() WHERE id = '" + id1 +
              "' AND status = 'starting'") == 1);
   CHECK(exec("UPDATE predictions SET status = 'succeeded', completed_at = now(), output = '1' "
-             "WHERE id = '" + id1 + "' AND status = 'processing'") == 1);
+             "WHERE id = '" +
+             id1 + "' AND status = 'processing'") == 1);
   // A late update that names the old state changes nothing.
   CHECK(exec("UPDATE predictions SET status = 'processing' WHERE id = '" + id1 +
              "' AND status = 'starting'") == 0);
@@ -68,21 +70,26 @@ TEST_CASE_METHOD(fixture, "a prediction moves forward through its states", "[pg]
 TEST_CASE_METHOD(fixture, "a terminal state is final", "[pg][schema]") {
   insert(id1);
   exec("UPDATE predictions SET status = 'canceled', completed_at = now() WHERE id = '" + id1 + "'");
-  CHECK_THROWS_AS(exec("UPDATE predictions SET status = 'starting', completed_at = NULL WHERE id = '" +
-                       id1 + "'"),
-                  pqxx::check_violation);
+  CHECK_THROWS_AS(
+      exec("UPDATE predictions SET status = 'starting', completed_at = NULL WHERE id = '" + id1 +
+           "'"),
+      pqxx::check_violation);
 }
 
 TEST_CASE_METHOD(fixture, "processing never returns to starting", "[pg][schema]") {
   insert(id1);
-  exec("UPDATE predictions SET status = 'processing', started_at = now(), dispatched_at = now(), "
-       "container_id = 'c' WHERE id = '" + id1 + "'");
-  CHECK_THROWS_AS(exec("UPDATE predictions SET status = 'starting', started_at = NULL WHERE id = '" +
-                       id1 + "'"),
-                  pqxx::check_violation);
+  exec(
+      "UPDATE predictions SET status = 'processing', started_at = now(), dispatched_at = now(), "
+      "container_id = 'c' WHERE id = '" +
+      id1 + "'");
+  CHECK_THROWS_AS(
+      exec("UPDATE predictions SET status = 'starting', started_at = NULL WHERE id = '" + id1 +
+           "'"),
+      pqxx::check_violation);
 }
 
-TEST_CASE_METHOD(fixture, "completed_at is set exactly when the status is terminal", "[pg][schema]") {
+TEST_CASE_METHOD(fixture, "completed_at is set exactly when the status is terminal",
+                 "[pg][schema]") {
   insert(id1);
   CHECK_THROWS_AS(exec("UPDATE predictions SET status = 'canceled' WHERE id = '" + id1 + "'"),
                   pqxx::check_violation);
@@ -90,27 +97,33 @@ TEST_CASE_METHOD(fixture, "completed_at is set exactly when the status is termin
                   pqxx::check_violation);
 }
 
-TEST_CASE_METHOD(fixture, "a failed prediction carries its error code and message", "[pg][schema]") {
+TEST_CASE_METHOD(fixture, "a failed prediction carries its error code and message",
+                 "[pg][schema]") {
   insert(id1);
-  CHECK_THROWS_AS(exec("UPDATE predictions SET status = 'failed', completed_at = now() WHERE id = '" +
+  CHECK_THROWS_AS(
+      exec("UPDATE predictions SET status = 'failed', completed_at = now() WHERE id = '" + id1 +
+           "'"),
+      pqxx::check_violation);
+  CHECK_THROWS_AS(exec("UPDATE predictions SET status = 'failed', completed_at = now(), "
+                       "error_code = 'E6716', error = 'timeout' WHERE id = '" +
                        id1 + "'"),
                   pqxx::check_violation);
-  CHECK_THROWS_AS(exec("UPDATE predictions SET status = 'failed', completed_at = now(), "
-                       "error_code = 'E6716', error = 'timeout' WHERE id = '" + id1 + "'"),
-                  pqxx::check_violation);
-  CHECK(exec("UPDATE predictions SET status = 'failed', completed_at = now(), error_code = 'E6716', "
-             "error = 'E6716: Timeout starting prediction' WHERE id = '" + id1 + "'") == 1);
+  CHECK(
+      exec("UPDATE predictions SET status = 'failed', completed_at = now(), error_code = 'E6716', "
+           "error = 'E6716: Timeout starting prediction' WHERE id = '" +
+           id1 + "'") == 1);
 }
 
 TEST_CASE_METHOD(fixture, "bad values are refused by the table itself", "[pg][schema]") {
   CHECK_THROWS_AS(insert("NOT-A-VALID-ID"), pqxx::check_violation);
   insert(id1);
   CHECK_THROWS_AS(exec("UPDATE predictions SET webhook_events_filter = '{start,bogus}', "
-                       "webhook = 'http://x' WHERE id = '" + id1 + "'"),
+                       "webhook = 'http://x' WHERE id = '" +
+                       id1 + "'"),
                   pqxx::check_violation);
-  CHECK_THROWS_AS(exec("UPDATE predictions SET webhook_events_filter = '{start}' WHERE id = '" + id1 +
-                       "'"),
-                  pqxx::check_violation);
+  CHECK_THROWS_AS(
+      exec("UPDATE predictions SET webhook_events_filter = '{start}' WHERE id = '" + id1 + "'"),
+      pqxx::check_violation);
   CHECK_THROWS_AS(exec("UPDATE predictions SET webhook = 'ftp://x' WHERE id = '" + id1 + "'"),
                   pqxx::check_violation);
   CHECK_THROWS_AS(exec("UPDATE predictions SET dispatched_at = now() WHERE id = '" + id1 + "'"),

@@ -12,8 +12,9 @@ namespace cogwheel::test {
 std::string test_database_url() {
   const char* url = std::getenv("COGWHEEL_TEST_DATABASE_URL");
   if (url == nullptr || *url == '\0') {
-    FAIL("COGWHEEL_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh, which "
-         "starts a throwaway PostgreSQL");
+    FAIL(
+        "COGWHEEL_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh, which "
+        "starts a throwaway PostgreSQL");
   }
   return url;
 }

@@ -28,7 +28,8 @@ int decode_status(int status) {
 }
 }  // namespace
 
-child_process::child_process(std::vector<std::string> argv, std::map<std::string, std::string> env) {
+child_process::child_process(std::vector<std::string> argv,
+                             std::map<std::string, std::string> env) {
   char tmpl[] = "/tmp/cogwheel-test-log-XXXXXX";
   int log_fd = mkstemp(tmpl);
   if (log_fd < 0) throw std::runtime_error("mkstemp failed");
@@ -41,8 +42,10 @@ child_process::child_process(std::vector<std::string> argv, std::map<std::string
     if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (auto& [k, v] : env) {
-    if (v.empty()) merged.erase(k);
-    else merged[k] = v;
+    if (v.empty())
+      merged.erase(k);
+    else
+      merged[k] = v;
   }
   std::vector<std::string> env_strings;
   for (auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
@@ -94,7 +97,9 @@ std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
   return status_;
 }
 
-bool child_process::running() { return !wait(std::chrono::milliseconds(0)).has_value(); }
+bool child_process::running() {
+  return !wait(std::chrono::milliseconds(0)).has_value();
+}
 
 std::string child_process::output() const {
   std::ifstream in(log_path_);

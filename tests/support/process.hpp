@@ -10,8 +10,8 @@ namespace cogwheel::test {
 
 class child_process {
  public:
-  // Starts argv[0] with argv, the current environment plus `env` (an empty value unsets a variable),
-  // stdout and stderr appended to a temporary log file.
+  // Starts argv[0] with argv, the current environment plus `env` (an empty value unsets a
+  // variable), stdout and stderr appended to a temporary log file.
   child_process(std::vector<std::string> argv, std::map<std::string, std::string> env = {});
   ~child_process();  // SIGKILL if still running, then reaps
   child_process(const child_process&) = delete;
