@@ -18,6 +18,7 @@ struct settings {
   int io_threads = 2;
   int shutdown_grace_ms = 10'000;
   std::string log_level = "info";
+  bool operator==(const settings&) const = default;
 };
 
 // Which subcommands an option belongs to.
