@@ -34,6 +34,8 @@ CREATE TABLE versions (
   created_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX versions_model ON versions (model_id, created_at DESC);
+-- The version a model's predictions run when none is named.
+ALTER TABLE models ADD COLUMN latest_version_id text REFERENCES versions (id);
 
 CREATE TABLE deployments (
   id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -5,6 +5,7 @@
 
 #include "scheduler/app.hpp"
 #include "scheduler/settings.hpp"
+#include "scheduler/token_command.hpp"
 
 int main(int argc, char** argv) {
   using namespace cogwheel::scheduler;
@@ -17,6 +18,12 @@ int main(int argc, char** argv) {
   add_options(*serve, s, for_serve);
   auto* migrate = app.add_subcommand("migrate", "Apply database migrations and exit");
   add_options(*migrate, s, for_migrate);
+  auto* token = app.add_subcommand("token", "Manage API tokens");
+  token->require_subcommand(1);
+  auto* token_create = token->add_subcommand("create", "Create an API token and print it once");
+  std::string token_name;
+  token_create->add_option("--name", token_name, "Who or what the token is for")->required();
+  add_options(*token_create, s, for_token);
   auto* options = app.add_subcommand("options", "Print every option as a Markdown table");
 
   try {
@@ -28,6 +35,7 @@ int main(int argc, char** argv) {
   try {
     if (*serve) return run_serve(s);
     if (*migrate) return run_migrate(s);
+    if (*token_create) return run_token_create(s, token_name);
     if (*options) {
       std::fputs(options_markdown().c_str(), stdout);
       return 0;

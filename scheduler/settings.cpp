@@ -41,6 +41,21 @@ const std::vector<option_def>& option_defs() {
       {"--shutdown-grace-ms", "COGWHEEL_SHUTDOWN_GRACE_MS", "10000",
        "On SIGINT/SIGTERM, how long requests in flight may take to finish, in milliseconds.",
        for_serve, member(&settings::shutdown_grace_ms)},
+      {"--config", "COGWHEEL_CONFIG", "(none)",
+       "YAML file declaring models, versions and deployments; loaded into the database at start.",
+       for_serve, member(&settings::config_file)},
+      {"--public-url", "COGWHEEL_PUBLIC_URL", "(http://LISTEN)",
+       "Base URL clients reach this server at; prediction `urls` and `Location` are built from it.",
+       for_serve, member(&settings::public_url)},
+      {"--create-rate-limit", "COGWHEEL_CREATE_RATE_LIMIT", "600",
+       "Prediction creates per token per minute, with bursts of a tenth of that; 0: no limit.",
+       for_serve, member(&settings::create_rate_limit)},
+      {"--rate-limit", "COGWHEEL_RATE_LIMIT", "3000",
+       "Other API requests per token per minute, with bursts of a tenth of that; 0: no limit.",
+       for_serve, member(&settings::rate_limit)},
+      {"--max-body-bytes", "COGWHEEL_MAX_BODY_BYTES", "10485760",
+       "Largest request body accepted; larger ones get 413.", for_serve,
+       member(&settings::max_body_bytes)},
       {"--log-level", "COGWHEEL_LOG_LEVEL", "info", "One of trace, debug, info, warn, error, off.",
        for_database,
        [](CLI::App& app, settings& s, const option_def& d) {
@@ -67,6 +82,9 @@ void validate(const settings& s) {
   require(s.statement_timeout_ms >= 0, "--statement-timeout-ms must be >= 0 (0: no limit)");
   require(s.io_threads >= 1 && s.io_threads <= 256, "--io-threads must be 1 to 256");
   require(s.shutdown_grace_ms >= 0, "--shutdown-grace-ms must be >= 0");
+  require(s.create_rate_limit >= 0, "--create-rate-limit must be >= 0 (0: no limit)");
+  require(s.rate_limit >= 0, "--rate-limit must be >= 0 (0: no limit)");
+  require(s.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024");
 }
 
 std::string options_markdown() {

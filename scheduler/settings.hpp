@@ -18,11 +18,21 @@ struct settings {
   int io_threads = 2;
   int shutdown_grace_ms = 10'000;
   std::string log_level = "info";
+  std::string config_file;  // empty: no models (every create is a 404/422)
+  std::string public_url;   // empty: http://<listen>
+  int create_rate_limit = 600;  // per token per minute; 0: unlimited
+  int rate_limit = 3'000;       // other requests, per token per minute; 0: unlimited
+  int max_body_bytes = 10 * 1024 * 1024;
   bool operator==(const settings&) const = default;
 };
 
 // Which subcommands an option belongs to.
-enum scope : unsigned { for_serve = 1, for_migrate = 2, for_database = for_serve | for_migrate };
+enum scope : unsigned {
+  for_serve = 1,
+  for_migrate = 2,
+  for_token = 4,
+  for_database = for_serve | for_migrate | for_token
+};
 
 struct option_def {
   std::string flag;          // "--listen"

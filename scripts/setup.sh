@@ -9,6 +9,10 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev catch2
   postgresql-15 postgresql-contrib-15 curl
 )
+# Node.js runs the official JavaScript clients in the tests; any Node >= 18 on PATH will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+# The official replicate and standardwebhooks clients, pinned by tests/js/package-lock.json.
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
 build=${COGWHEEL_TEST_BUILD_DIR:-build-test}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOGWHEEL_SANITIZE=ON -DCOGWHEEL_WERROR=ON

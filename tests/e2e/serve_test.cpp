@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <pqxx/pqxx>
 
+#include "tests/support/cogwheel.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/pg.hpp"
 #include "tests/support/process.hpp"
@@ -13,28 +14,6 @@ using namespace cogwheel;
 using namespace std::chrono_literals;
 
 namespace {
-
-// Starts `cogwheel serve` on a free loopback port and waits until it listens.
-struct served {
-  unsigned short port = test::free_port();
-  test::child_process proc;
-  served(std::map<std::string, std::string> env, std::vector<std::string> extra = {})
-      : proc(args(port, std::move(extra)), std::move(env)) {
-    REQUIRE(proc.wait_for_output("cogwheel listening on", 60s));
-  }
-  static std::vector<std::string> args(unsigned short port, std::vector<std::string> extra) {
-    std::vector<std::string> a = {COGWHEEL_BINARY, "serve", "--listen",
-                                  "127.0.0.1:" + std::to_string(port)};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return a;
-  }
-  int stop() {
-    proc.signal(SIGTERM);
-    auto code = proc.wait(60s);
-    REQUIRE(code.has_value());
-    return *code;
-  }
-};
 
 std::size_t line_count(const std::string& s) {
   std::size_t n = 0;
@@ -46,8 +25,8 @@ std::size_t line_count(const std::string& s) {
 
 TEST_CASE("serve answers /health and /ready, and stops cleanly on SIGTERM", "[e2e][serve]") {
   test::test_schema schema;
-  served s({{"DATABASE_URL", schema.url()}});
-  test::http_client client("127.0.0.1", s.port);
+  test::cogwheel_server s({{"DATABASE_URL", schema.url()}});
+  test::http_client client("127.0.0.1", s.port());
   auto health = client.get("/health");
   CHECK(health.status == 200);
   CHECK(health.json()["status"] == "ok");
@@ -104,9 +83,9 @@ TEST_CASE("startup failures are one clear line and a non-zero exit", "[e2e][erro
   }
   SECTION("port in use") {
     test::test_schema schema;
-    served first({{"DATABASE_URL", schema.url()}});
+    test::cogwheel_server first({{"DATABASE_URL", schema.url()}});
     auto r =
-        test::run({COGWHEEL_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(first.port)},
+        test::run({COGWHEEL_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(first.port())},
                   {{"DATABASE_URL", schema.url()}});
     CHECK(r.code == 1);
     CHECK_THAT(r.output, Catch::Contains("address already in use"));
@@ -142,8 +121,8 @@ TEST_CASE("the embedded default: serve owns its PostgreSQL, other subcommands sh
   const std::map<std::string, std::string> env = {{"DATABASE_URL", ""},
                                                   {"COGWHEEL_DATA_DIR", data}};
   {
-    served s(env);
-    test::http_client client("127.0.0.1", s.port);
+    test::cogwheel_server s(env);
+    test::http_client client("127.0.0.1", s.port());
     CHECK(client.get("/ready").status == 200);
     // While serve runs, migrate connects to the same server instead of starting another.
     auto m = test::run({COGWHEEL_BINARY, "migrate"}, env);

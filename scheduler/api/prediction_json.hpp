@@ -1,0 +1,23 @@
+#pragma once
+// The prediction object of the Replicate HTTP API, built from a stored row.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "storage/predictions.hpp"
+
+namespace cogwheel::scheduler::api {
+
+// `base` without its trailing slashes, e.g. "https://x.example/" -> "https://x.example".
+std::string_view trim_base_url(std::string_view base);
+
+// {get, cancel, stream, web} for a prediction id under the public base URL.
+nlohmann::json prediction_urls(std::string_view public_base_url, std::string_view id);
+
+// The full prediction object: id, model, version, input, output, logs, error, error_code, status,
+// source, data_removed, created_at, started_at, completed_at, deadline, urls, metrics, webhook,
+// webhook_events_filter, deployment. input and output are null once data is removed; a JSON text
+// column that does not parse is shown as null rather than failing the whole response.
+nlohmann::json prediction_json(const storage::prediction_row& p, std::string_view public_base_url);
+
+}  // namespace cogwheel::scheduler::api

@@ -1,0 +1,90 @@
+#include "scheduler/create_batcher.hpp"
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
+
+namespace cogwheel::scheduler {
+
+namespace asio = boost::asio;
+
+namespace {
+void complete(asio::any_io_executor ex, asio::any_completion_handler<create_batcher::signature> h,
+              std::exception_ptr ep, storage::insert_result r) {
+  asio::post(std::move(ex), [h = std::move(h), ep, r = std::move(r)]() mutable { std::move(h)(ep, std::move(r)); });
+}
+}  // namespace
+
+create_batcher::create_batcher(storage::database& db, create_batcher_options opts,
+                               in_transaction hook)
+    : db_(db), opts_(opts), hook_(std::move(hook)) {
+  if (opts_.max_batch == 0 || opts_.max_in_flight == 0) {
+    throw std::invalid_argument("create batcher needs max_batch and max_in_flight >= 1");
+  }
+}
+
+void create_batcher::enqueue(storage::prediction_new row, asio::any_io_executor ex,
+                             asio::any_completion_handler<signature> h) {
+  std::lock_guard lock(mu_);
+  queue_.push_back({std::move(row), std::move(ex), std::move(h)});
+  if (in_flight_ < opts_.max_in_flight) start_batch_locked();
+}
+
+void create_batcher::start_batch_locked() {
+  if (queue_.empty()) return;
+  std::vector<pending> batch;
+  if (queue_.size() <= opts_.max_batch) {
+    batch.swap(queue_);
+  } else {
+    auto end = queue_.begin() + static_cast<std::ptrdiff_t>(opts_.max_batch);
+    batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+    queue_.erase(queue_.begin(), end);
+  }
+  ++in_flight_;
+  asio::post(db_.executor(), [this, b = std::move(batch)]() mutable { run_batch(std::move(b)); });
+}
+
+void create_batcher::run_batch(std::vector<pending> batch) {
+  std::vector<storage::prediction_new> rows;
+  rows.reserve(batch.size());
+  for (auto& p : batch) rows.push_back(p.row);
+  auto insert = [&](const std::vector<storage::prediction_new>& some) {
+    return db_.run_blocking([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      auto r = storage::prediction_insert_many(tx, some);
+      if (hook_) hook_(tx, r);
+      tx.commit();
+      return r;
+    });
+  };
+  try {
+    auto results = insert(rows);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr, std::move(results[i]));
+    }
+  } catch (const pqxx::sql_error&) {
+    // One bad row must not fail its neighbours: retry each alone, so only it gets the error.
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      try {
+        auto one = insert({rows[i]});
+        complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr, std::move(one.at(0)));
+      } catch (...) {
+        complete(std::move(batch[i].executor), std::move(batch[i].handler), std::current_exception(), {});
+      }
+    }
+  } catch (...) {
+    auto failure = std::current_exception();
+    for (auto& p : batch) complete(std::move(p.executor), std::move(p.handler), failure, {});
+  }
+  std::lock_guard lock(mu_);
+  --in_flight_;
+  stats_.batches += 1;
+  stats_.rows += batch.size();
+  start_batch_locked();
+}
+
+create_batcher::stats create_batcher::totals() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+}  // namespace cogwheel::scheduler

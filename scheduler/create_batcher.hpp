@@ -1,0 +1,76 @@
+#pragma once
+// Group commit for creates: every create waiting at a moment goes into one multi-row INSERT in one
+// transaction, and each caller is answered only after that commit (DESIGN.md: throughput comes from
+// batching, not from more commits).
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "storage/database.hpp"
+#include "storage/predictions.hpp"
+
+namespace cogwheel::scheduler {
+
+struct create_batcher_options {
+  std::size_t max_batch = 1'000;   // rows per INSERT
+  std::size_t max_in_flight = 2;   // concurrent batch transactions
+};
+
+class create_batcher {
+ public:
+  using signature = void(std::exception_ptr, storage::insert_result);
+  // Runs inside each batch's transaction after the insert, before the commit (e.g. notifications).
+  using in_transaction = std::function<void(pqxx::transaction_base&,
+                                            const std::vector<storage::insert_result>&)>;
+
+  create_batcher(storage::database& db, create_batcher_options opts = {},
+                 in_transaction hook = {});
+
+  // Takes the row by rvalue reference: no temporary in the caller's co_await operand (GCC 12).
+  template <class Token = boost::asio::use_awaitable_t<>>
+  auto submit(storage::prediction_new&& row, Token&& token = {}) {
+    return boost::asio::async_initiate<Token, signature>(
+        [this](auto handler, storage::prediction_new r) {
+          // The caller's executor, taken before type erasure: the answer is posted back to it.
+          boost::asio::any_io_executor ex =
+              boost::asio::get_associated_executor(handler, db_.executor());
+          enqueue(std::move(r), std::move(ex),
+                  boost::asio::any_completion_handler<signature>(std::move(handler)));
+        },
+        token, std::move(row));
+  }
+
+  struct stats {
+    std::uint64_t batches = 0;
+    std::uint64_t rows = 0;
+  };
+  stats totals() const;
+
+ private:
+  struct pending {
+    storage::prediction_new row;
+    boost::asio::any_io_executor executor;
+    boost::asio::any_completion_handler<signature> handler;
+  };
+  void enqueue(storage::prediction_new row, boost::asio::any_io_executor ex,
+               boost::asio::any_completion_handler<signature> h);
+  void start_batch_locked();
+  void run_batch(std::vector<pending> batch);
+
+  storage::database& db_;
+  create_batcher_options opts_;
+  in_transaction hook_;
+  mutable std::mutex mu_;
+  std::vector<pending> queue_;
+  std::size_t in_flight_ = 0;
+  stats stats_;
+};
+
+}  // namespace cogwheel::scheduler

@@ -1,0 +1,27 @@
+#pragma once
+// The webhook outbox (webhook_deliveries) and change notifications. Both are written inside the
+// caller's transaction, so they exist exactly when the change that caused them committed.
+#include <cstdint>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+namespace cogwheel::storage {
+
+struct delivery_new {
+  std::string message_id;  // "msg_..." stable across retries
+  std::string prediction_id;
+  std::int64_t token_id = 0;
+  std::string event;  // start | output | logs | completed
+  std::string url;
+  std::string payload;  // the exact bytes to send and sign
+};
+
+void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows);
+
+// The NOTIFY channel on which every change of a prediction's state is announced, payload a
+// comma-separated list of prediction ids (one notification per batch, split to fit NOTIFY's limit).
+inline constexpr const char* prediction_channel = "cogwheel_predictions";
+void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std::string>& ids);
+
+}  // namespace cogwheel::storage

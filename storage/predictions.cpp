@@ -1,0 +1,215 @@
+#include "storage/predictions.hpp"
+
+#include <nlohmann/json.hpp>
+#include <algorithm>
+#include <unordered_map>
+
+namespace cogwheel::storage {
+
+namespace {
+
+// Microseconds since the epoch of a timestamptz column, exactly (extract returns numeric).
+#define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+constexpr const char* columns =
+    "id, token_id, model, version_id, deployment, source, status, coalesce(input::text, 'null'), "
+    "coalesce(output::text, 'null'), logs, error, error_code, metrics::text, data_removed, " US(
+        "created_at") ", " US("started_at") ", " US("completed_at") ", " US(
+        "deadline") ", webhook, array_to_json(webhook_events_filter)::text";
+
+template <class T>
+std::optional<T> opt(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<T>();
+}
+
+prediction_row to_row(const pqxx::row& r) {
+  prediction_row p;
+  p.id = r[0].as<std::string>();
+  p.token_id = r[1].as<std::int64_t>();
+  p.model = r[2].as<std::string>();
+  p.version_id = r[3].as<std::string>();
+  p.deployment = opt<std::string>(r[4]);
+  p.source = r[5].as<std::string>();
+  p.status = r[6].as<std::string>();
+  p.input_json = r[7].as<std::string>();
+  p.output_json = r[8].as<std::string>();
+  p.logs = r[9].as<std::string>();
+  p.error = opt<std::string>(r[10]);
+  p.error_code = opt<std::string>(r[11]);
+  p.metrics_json = opt<std::string>(r[12]);
+  p.data_removed = r[13].as<bool>();
+  p.created_at = r[14].as<micros>();
+  p.started_at = opt<micros>(r[15]);
+  p.completed_at = opt<micros>(r[16]);
+  p.deadline = opt<micros>(r[17]);
+  p.webhook = opt<std::string>(r[18]);
+  if (!r[19].is_null()) {
+    p.webhook_events_filter = nlohmann::json::parse(r[19].c_str()).get<std::vector<std::string>>();
+  }
+  return p;
+}
+
+std::string hex(const std::string& raw) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char c : raw) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 0xf]);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const prediction_new& p, std::size_t ord) {
+  nlohmann::json j = {{"ord", ord},
+                      {"id", p.id},
+                      {"token_id", p.token_id},
+                      {"model", p.model},
+                      {"version_id", p.version_id},
+                      {"input", nlohmann::json::parse(p.input_json)}};
+  if (p.deployment) j["deployment"] = *p.deployment;
+  if (p.webhook) j["webhook"] = *p.webhook;
+  if (p.webhook_events_filter) j["webhook_events_filter"] = *p.webhook_events_filter;
+  if (p.deadline) j["deadline_us"] = *p.deadline;
+  if (p.idempotency_key) {
+    j["idempotency_key"] = *p.idempotency_key;
+    j["idempotency_hex"] = hex(p.idempotency_sha256.value_or(""));
+  }
+  return j;
+}
+
+// One statement for the whole batch: the rows travel as one JSON parameter. A row whose
+// idempotency key is taken is skipped here and resolved by resolve_taken_keys().
+const std::string insert_sql = std::string(R"(
+INSERT INTO predictions (id, token_id, model, version_id, deployment, input, webhook,
+                         webhook_events_filter, deadline, idempotency_key, idempotency_sha256)
+SELECT r.id, r.token_id, r.model, r.version_id, r.deployment, r.input, r.webhook,
+       r.webhook_events_filter,
+       CASE WHEN r.deadline_us IS NULL THEN NULL
+            ELSE timestamptz 'epoch' + r.deadline_us * interval '1 microsecond' END,
+       r.idempotency_key, decode(r.idempotency_hex, 'hex')
+FROM jsonb_to_recordset($1::jsonb) AS r(ord int, id text, token_id bigint, model text,
+     version_id text, deployment text, input jsonb, webhook text, webhook_events_filter text[],
+     deadline_us bigint, idempotency_key text, idempotency_hex text)
+ORDER BY r.ord
+ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING )") + columns;
+
+constexpr std::int64_t idempotency_window_us = 24LL * 3600 * 1'000'000;
+
+}  // namespace
+
+std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
+                                                  const std::vector<prediction_new>& rows) {
+  std::vector<insert_result> results(rows.size());
+  if (rows.empty()) return results;
+  nlohmann::json batch = nlohmann::json::array();
+  for (std::size_t i = 0; i < rows.size(); ++i) batch.push_back(to_json(rows[i], i));
+
+  std::unordered_map<std::string, std::size_t> index_of;
+  for (std::size_t i = 0; i < rows.size(); ++i) index_of.emplace(rows[i].id, i);
+  std::vector<bool> done(rows.size(), false);
+  for (const auto& r : tx.exec_params(insert_sql, batch.dump())) {
+    const auto i = index_of.at(r[0].as<std::string>());
+    results[i] = {insert_outcome::created, to_row(r)};
+    done[i] = true;
+  }
+
+  // Rows skipped for a taken idempotency key: the same request again returns the first prediction;
+  // another request under the same key is a conflict; a key older than the window is released.
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (done[i]) continue;
+    const auto& p = rows[i];
+    auto existing = tx.exec_params(
+        std::string("SELECT ") + columns +
+            ", encode(idempotency_sha256, 'hex') FROM predictions WHERE token_id = $1 AND "
+            "idempotency_key = $2",
+        p.token_id, *p.idempotency_key);
+    if (existing.empty()) {
+      throw std::logic_error("prediction " + p.id + " was neither inserted nor found");
+    }
+    auto row = to_row(existing[0]);
+    const bool same = existing[0][20].as<std::string>() == hex(p.idempotency_sha256.value_or(""));
+    const bool expired = row.created_at < (tx.exec1("SELECT " US("now()"))[0].as<micros>() -
+                                           idempotency_window_us);
+    if (expired) {
+      tx.exec_params(
+          "UPDATE predictions SET idempotency_key = NULL, idempotency_sha256 = NULL WHERE id = $1",
+          row.id);
+      auto again = tx.exec_params(insert_sql, nlohmann::json::array({to_json(p, 0)}).dump());
+      results[i] = {insert_outcome::created, to_row(again.at(0))};
+    } else if (same) {
+      results[i] = {insert_outcome::existing, std::move(row)};
+    } else {
+      results[i] = {insert_outcome::idempotency_conflict, {}};
+    }
+  }
+  return results;
+}
+
+std::optional<prediction_row> prediction_get(pqxx::transaction_base& tx, std::int64_t token_id,
+                                             std::string_view id) {
+  auto r = tx.exec_params(
+      std::string("SELECT ") + columns + " FROM predictions WHERE token_id = $1 AND id = $2",
+      token_id, std::string(id));
+  if (r.empty()) return std::nullopt;
+  return to_row(r[0]);
+}
+
+std::vector<prediction_row> prediction_list(pqxx::transaction_base& tx,
+                                            const prediction_list_params& p) {
+  const bool backward = p.before.has_value();
+  const auto& cursor = backward ? p.before : p.after;
+  std::string sql = std::string("SELECT ") + columns +
+                    " FROM predictions WHERE token_id = $1"
+                    " AND ($2::bigint IS NULL OR created_at >= timestamptz 'epoch' + $2 * interval "
+                    "'1 microsecond')"
+                    " AND ($3::bigint IS NULL OR created_at < timestamptz 'epoch' + $3 * interval "
+                    "'1 microsecond')";
+  if (cursor) {
+    sql += backward ? " AND (created_at, id) > " : " AND (created_at, id) < ";
+    sql += "(timestamptz 'epoch' + $4 * interval '1 microsecond', $5)";
+  } else {
+    sql += " AND $4::bigint IS NULL AND $5::text IS NULL";
+  }
+  sql += backward ? " ORDER BY created_at, id" : " ORDER BY created_at DESC, id DESC";
+  sql += " LIMIT $6";
+  auto result = tx.exec_params(sql, p.token_id, p.created_after, p.created_before,
+                               cursor ? std::optional<micros>(cursor->created_at) : std::nullopt,
+                               cursor ? std::optional<std::string>(cursor->id) : std::nullopt,
+                               static_cast<std::int64_t>(p.limit + 1));
+  std::vector<prediction_row> rows;
+  rows.reserve(result.size());
+  for (const auto& r : result) rows.push_back(to_row(r));
+  if (backward) std::reverse(rows.begin(), rows.end());
+  return rows;
+}
+
+std::optional<cancel_result> prediction_cancel(pqxx::transaction_base& tx, std::int64_t token_id,
+                                               std::string_view id) {
+  const std::string sid(id);
+  auto queued = tx.exec_params(
+      std::string("UPDATE predictions SET status = 'canceled', completed_at = now(), "
+                  "updated_at = now(), metrics = jsonb_build_object('total_time', "
+                  "extract(epoch FROM now() - created_at)::float8) "
+                  "WHERE token_id = $1 AND id = $2 AND status = 'starting' AND "
+                  "dispatched_at IS NULL RETURNING ") +
+          columns,
+      token_id, sid);
+  if (!queued.empty()) return cancel_result{to_row(queued[0]), true, false};
+  auto running = tx.exec_params(
+      std::string("UPDATE predictions SET cancel_requested_at = coalesce(cancel_requested_at, "
+                  "now()), updated_at = now() WHERE token_id = $1 AND id = $2 AND status IN "
+                  "('starting', 'processing') RETURNING ") +
+          columns,
+      token_id, sid);
+  if (!running.empty()) return cancel_result{to_row(running[0]), false, true};
+  auto row = prediction_get(tx, token_id, sid);
+  if (!row) return std::nullopt;
+  return cancel_result{std::move(*row), false, false};
+}
+
+#undef US
+
+}  // namespace cogwheel::storage
