@@ -55,7 +55,6 @@ class io_threads {
   std::vector<std::thread> threads_;
 };
 
-
 // A limiter allowing `per_minute` with bursts of a tenth of that (0: unlimited).
 api::rate_limiter make_limiter(int per_minute) {
   return api::rate_limiter(per_minute, std::max(1.0, per_minute / 10.0));
@@ -130,8 +129,8 @@ int run_serve(const settings& s) {
   auto create_limiter = make_limiter(s.create_rate_limit);
   auto read_limiter = make_limiter(s.rate_limit);
   const auto ep = server.local_endpoint();
-  predictions_api api{db,         batcher,       watch, auth, catalog, create_limiter,
-                      read_limiter, public_base_url(s, ep)};
+  predictions_api api{db,      batcher,        watch,        auth,
+                      catalog, create_limiter, read_limiter, public_base_url(s, ep)};
   api_slot = &api;
   state.db = &db;
   spdlog::info("cogwheel listening on http://{}:{}", ep.address().to_string(), ep.port());

@@ -11,7 +11,8 @@ constexpr std::size_t max_cached = 10'000;
 constexpr auto negative_ttl = std::chrono::seconds(2);
 }  // namespace
 
-authenticator::authenticator(storage::database& db, std::chrono::seconds ttl) : db_(db), ttl_(ttl) {}
+authenticator::authenticator(storage::database& db, std::chrono::seconds ttl)
+    : db_(db), ttl_(ttl) {}
 
 boost::asio::awaitable<std::optional<tenant>> authenticator::authenticate(
     std::string_view authorization) {
@@ -42,7 +43,8 @@ boost::asio::awaitable<std::optional<tenant>> authenticator::authenticate(
 
 void authenticator::forget(std::int64_t token_id) {
   std::lock_guard lock(mu_);
-  std::erase_if(cache_, [&](const auto& kv) { return kv.second.who && kv.second.who->token_id == token_id; });
+  std::erase_if(
+      cache_, [&](const auto& kv) { return kv.second.who && kv.second.who->token_id == token_id; });
 }
 
 }  // namespace cogwheel::scheduler

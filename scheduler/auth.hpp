@@ -22,7 +22,8 @@ struct tenant {
 class authenticator {
  public:
   // ttl: how long a looked-up token is trusted (a revoked token works at most this long).
-  explicit authenticator(storage::database& db, std::chrono::seconds ttl = std::chrono::seconds(30));
+  explicit authenticator(storage::database& db,
+                         std::chrono::seconds ttl = std::chrono::seconds(30));
 
   // nullopt: no credentials, malformed ones, or an unknown or revoked token.
   boost::asio::awaitable<std::optional<tenant>> authenticate(std::string_view authorization);

@@ -10,7 +10,9 @@ namespace asio = boost::asio;
 namespace {
 void complete(asio::any_io_executor ex, asio::any_completion_handler<create_batcher::signature> h,
               std::exception_ptr ep, storage::insert_result r) {
-  asio::post(std::move(ex), [h = std::move(h), ep, r = std::move(r)]() mutable { std::move(h)(ep, std::move(r)); });
+  asio::post(std::move(ex), [h = std::move(h), ep, r = std::move(r)]() mutable {
+    std::move(h)(ep, std::move(r));
+  });
 }
 }  // namespace
 
@@ -59,16 +61,19 @@ void create_batcher::run_batch(std::vector<pending> batch) {
   try {
     auto results = insert(rows);
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr, std::move(results[i]));
+      complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr,
+               std::move(results[i]));
     }
   } catch (const pqxx::sql_error&) {
     // One bad row must not fail its neighbours: retry each alone, so only it gets the error.
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
         auto one = insert({rows[i]});
-        complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr, std::move(one.at(0)));
+        complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr,
+                 std::move(one.at(0)));
       } catch (...) {
-        complete(std::move(batch[i].executor), std::move(batch[i].handler), std::current_exception(), {});
+        complete(std::move(batch[i].executor), std::move(batch[i].handler),
+                 std::current_exception(), {});
       }
     }
   } catch (...) {

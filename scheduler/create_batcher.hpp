@@ -19,19 +19,18 @@
 namespace cogwheel::scheduler {
 
 struct create_batcher_options {
-  std::size_t max_batch = 1'000;   // rows per INSERT
-  std::size_t max_in_flight = 2;   // concurrent batch transactions
+  std::size_t max_batch = 1'000;  // rows per INSERT
+  std::size_t max_in_flight = 2;  // concurrent batch transactions
 };
 
 class create_batcher {
  public:
   using signature = void(std::exception_ptr, storage::insert_result);
   // Runs inside each batch's transaction after the insert, before the commit (e.g. notifications).
-  using in_transaction = std::function<void(pqxx::transaction_base&,
-                                            const std::vector<storage::insert_result>&)>;
+  using in_transaction =
+      std::function<void(pqxx::transaction_base&, const std::vector<storage::insert_result>&)>;
 
-  create_batcher(storage::database& db, create_batcher_options opts = {},
-                 in_transaction hook = {});
+  create_batcher(storage::database& db, create_batcher_options opts = {}, in_transaction hook = {});
 
   // Takes the row by rvalue reference: no temporary in the caller's co_await operand (GCC 12).
   template <class Token = boost::asio::use_awaitable_t<>>

@@ -123,7 +123,9 @@ void prediction_watch::unsubscribe(const std::string& id, const waiter* w) {
 prediction_watch::waiter::waiter(prediction_watch& owner, std::string id, asio::any_io_executor ex)
     : owner_(owner), id_(std::move(id)), timer_(std::move(ex)) {}
 
-prediction_watch::waiter::~waiter() { owner_.unsubscribe(id_, this); }
+prediction_watch::waiter::~waiter() {
+  owner_.unsubscribe(id_, this);
+}
 
 void prediction_watch::waiter::wake(std::shared_ptr<waiter> self) {
   // The posted work keeps the waiter alive until it ran on the waiter's executor.

@@ -35,8 +35,8 @@ bool is_terminal(const std::string& status) {
 }
 
 response unauthorized() {
-  auto res = http::problem(bhttp::status::unauthorized,
-                           "You did not pass a valid authentication token");
+  auto res =
+      http::problem(bhttp::status::unauthorized, "You did not pass a valid authentication token");
   res.set(bhttp::field::www_authenticate, "Bearer");
   return res;
 }
@@ -69,7 +69,9 @@ response invalid_field(std::string field, std::string reason, std::string detail
   return invalid(e);
 }
 
-response not_found(std::string what) { return http::problem(bhttp::status::not_found, std::move(what)); }
+response not_found(std::string what) {
+  return http::problem(bhttp::status::not_found, std::move(what));
+}
 
 response unavailable(std::string detail) {
   auto res = http::problem(bhttp::status::service_unavailable, std::move(detail));
@@ -106,16 +108,20 @@ class handlers {
     if (!who) co_return std::move(*refusal);
 
     const auto prefer = api::parse_prefer(ctx.req[bhttp::field::prefer]);
-    if (!prefer.error.empty()) co_return invalid_field("Prefer", prefer.error, {}, bhttp::status::bad_request);
+    if (!prefer.error.empty())
+      co_return invalid_field("Prefer", prefer.error, {}, bhttp::status::bad_request);
     std::optional<storage::micros> deadline;
     if (auto h = ctx.req["Cancel-After"]; !h.empty()) {
       auto d = api::parse_cancel_after(h);
-      if (!d.value) co_return invalid_field("Cancel-After", d.error, {}, bhttp::status::bad_request);
+      if (!d.value)
+        co_return invalid_field("Cancel-After", d.error, {}, bhttp::status::bad_request);
       deadline = api::now_micros() + d.value->count();
     }
     std::optional<std::string> idempotency_key;
     if (auto h = ctx.req["Idempotency-Key"]; !h.empty()) {
-      if (h.size() > 255) co_return invalid_field("Idempotency-Key", "must be 1 to 255 characters", {}, bhttp::status::bad_request);
+      if (h.size() > 255)
+        co_return invalid_field("Idempotency-Key", "must be 1 to 255 characters", {},
+                                bhttp::status::bad_request);
       idempotency_key = std::string(h);
     }
 
@@ -176,7 +182,8 @@ class handlers {
     const asio::any_io_executor self = co_await asio::this_coro::executor;
     std::shared_ptr<prediction_watch::waiter> waiter;
     if (prefer.wait) waiter = api_.watch.subscribe(row.id, self);
-    const auto wait_until = std::chrono::steady_clock::now() + prefer.wait.value_or(std::chrono::seconds(0));
+    const auto wait_until =
+        std::chrono::steady_clock::now() + prefer.wait.value_or(std::chrono::seconds(0));
 
     auto result = co_await api_.batcher.submit(std::move(row));
     if (result.outcome == storage::insert_outcome::idempotency_conflict) {
@@ -199,7 +206,8 @@ class handlers {
     }
     // A wait that ran out answers 202 (still running); otherwise the new prediction's 201.
     auto res = prediction(timed_out ? bhttp::status::accepted : bhttp::status::created, current);
-    res.set(bhttp::field::location, api::prediction_urls(api_.public_url, current.id)["get"].get<std::string>());
+    res.set(bhttp::field::location,
+            api::prediction_urls(api_.public_url, current.id)["get"].get<std::string>());
     if (result.outcome == storage::insert_outcome::existing) res.set("Idempotent-Replayed", "true");
     co_return res;
   }
@@ -261,18 +269,23 @@ class handlers {
     p.token_id = who->token_id;
     p.limit = page_size;
     auto ref = boost::urls::parse_relative_ref(ctx.req.target());
-    if (!ref) co_return invalid_field("query", "malformed query string", {}, bhttp::status::bad_request);
+    if (!ref)
+      co_return invalid_field("query", "malformed query string", {}, bhttp::status::bad_request);
     std::string created_after, created_before;
     for (auto param : ref->params()) {
       const std::string key = param.key;
       const std::string value = param.value;
       if (key == "cursor") {
         auto c = api::decode_cursor(value);
-        if (!c) co_return invalid_field("cursor", "not a cursor this server issued", {}, bhttp::status::bad_request);
+        if (!c)
+          co_return invalid_field("cursor", "not a cursor this server issued", {},
+                                  bhttp::status::bad_request);
         (c->forward ? p.after : p.before) = storage::prediction_cursor{c->created_at, c->id};
       } else if (key == "created_after" || key == "created_before") {
         auto t = api::parse_rfc3339(value);
-        if (!t) co_return invalid_field(key, "must be an RFC 3339 timestamp", {}, bhttp::status::bad_request);
+        if (!t)
+          co_return invalid_field(key, "must be an RFC 3339 timestamp", {},
+                                  bhttp::status::bad_request);
         (key == "created_after" ? p.created_after : p.created_before) = *t;
         (key == "created_after" ? created_after : created_before) = value;
       }
@@ -286,8 +299,10 @@ class handlers {
     const bool backward = p.before.has_value();
     const bool more = rows.size() > page_size;
     if (more) {
-      if (backward) rows.erase(rows.begin());
-      else rows.pop_back();
+      if (backward)
+        rows.erase(rows.begin());
+      else
+        rows.pop_back();
     }
     auto page_url = [&](bool forward, const storage::prediction_row& edge) -> json {
       boost::urls::url u(api_.public_url + "/v1/predictions");
@@ -348,7 +363,8 @@ void add_prediction_routes(http::router& routes, std::atomic<predictions_api*>& 
     return guarded(slot, [r](handlers& h, request_context& ctx) { return h.create(ctx, r); });
   };
   routes.add(bhttp::verb::post, "/v1/predictions", create(create_route::predictions));
-  routes.add(bhttp::verb::post, "/v1/models/{owner}/{name}/predictions", create(create_route::model));
+  routes.add(bhttp::verb::post, "/v1/models/{owner}/{name}/predictions",
+             create(create_route::model));
   routes.add(bhttp::verb::post, "/v1/deployments/{owner}/{name}/predictions",
              create(create_route::deployment));
   routes.add(bhttp::verb::get, "/v1/predictions",
@@ -357,8 +373,9 @@ void add_prediction_routes(http::router& routes, std::atomic<predictions_api*>& 
              guarded(slot, [](handlers& h, request_context& ctx) { return h.get(ctx); }));
   routes.add(bhttp::verb::post, "/v1/predictions/{id}/cancel",
              guarded(slot, [](handlers& h, request_context& ctx) { return h.cancel(ctx); }));
-  routes.add(bhttp::verb::get, "/v1/webhooks/default/secret",
-             guarded(slot, [](handlers& h, request_context& ctx) { return h.webhook_secret(ctx); }));
+  routes.add(
+      bhttp::verb::get, "/v1/webhooks/default/secret",
+      guarded(slot, [](handlers& h, request_context& ctx) { return h.webhook_secret(ctx); }));
 }
 
 }  // namespace cogwheel::scheduler

@@ -18,8 +18,8 @@ struct settings {
   int io_threads = 2;
   int shutdown_grace_ms = 10'000;
   std::string log_level = "info";
-  std::string config_file;  // empty: no models (every create is a 404/422)
-  std::string public_url;   // empty: http://<listen>
+  std::string config_file;      // empty: no models (every create is a 404/422)
+  std::string public_url;       // empty: http://<listen>
   int create_rate_limit = 600;  // per token per minute; 0: unlimited
   int rate_limit = 3'000;       // other requests, per token per minute; 0: unlimited
   int max_body_bytes = 10 * 1024 * 1024;

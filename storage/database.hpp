@@ -1,12 +1,12 @@
 #pragma once
 // The database executor: blocking libpqxx work runs on its own threads, each with a pooled
 // connection, so that Asio I/O threads never block on PostgreSQL (DESIGN.md).
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
 #include <exception>
 #include <optional>
 #include <type_traits>

@@ -1,7 +1,7 @@
 #include "storage/predictions.hpp"
 
-#include <nlohmann/json.hpp>
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 namespace cogwheel::storage {
@@ -131,8 +131,8 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
     }
     auto row = to_row(existing[0]);
     const bool same = existing[0][20].as<std::string>() == hex(p.idempotency_sha256.value_or(""));
-    const bool expired = row.created_at < (tx.exec1("SELECT " US("now()"))[0].as<micros>() -
-                                           idempotency_window_us);
+    const bool expired =
+        row.created_at < (tx.exec1("SELECT " US("now()"))[0].as<micros>() - idempotency_window_us);
     if (expired) {
       tx.exec_params(
           "UPDATE predictions SET idempotency_key = NULL, idempotency_sha256 = NULL WHERE id = $1",

@@ -49,8 +49,8 @@ struct prediction_new {
 };
 
 enum class insert_outcome {
-  created,               // a new row
-  existing,              // the same idempotency key and fingerprint within 24 h: the first prediction
+  created,   // a new row
+  existing,  // the same idempotency key and fingerprint within 24 h: the first prediction
   idempotency_conflict,  // the same key with another fingerprint: nothing written
 };
 struct insert_result {
@@ -72,8 +72,8 @@ struct prediction_cursor {
 };
 struct prediction_list_params {
   std::int64_t token_id = 0;
-  std::optional<micros> created_after;   // inclusive
-  std::optional<micros> created_before;  // exclusive
+  std::optional<micros> created_after;      // inclusive
+  std::optional<micros> created_before;     // exclusive
   std::optional<prediction_cursor> after;   // next page: rows older than this one
   std::optional<prediction_cursor> before;  // previous page: rows newer than this one
   std::size_t limit = 100;

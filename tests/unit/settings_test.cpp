@@ -1,8 +1,8 @@
+#include "scheduler/settings.hpp"
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
-
-#include "scheduler/settings.hpp"
 
 using namespace cogwheel::scheduler;
 
