@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "storage/embedded_postgres.hpp"
 #include "tests/support/cogwheel.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/pg.hpp"
@@ -352,4 +353,32 @@ TEST_CASE("per-token rate limits answer 429 with Retry-After", "[e2e][api]") {
   CHECK(std::stoi(last.header("Retry-After")) >= 1);
   // Reads have their own budget.
   CHECK(client.get("/v1/predictions", {{"Authorization", "Bearer " + token}}).status == 200);
+}
+
+TEST_CASE("database unreachable: 503 with Retry-After, then the service resumes by itself",
+          "[e2e][api][embedded]") {
+  test::temp_dir dir;
+  storage::embedded_options eo;
+  eo.data_dir = dir.path() + "/data";
+  auto pg = std::make_unique<storage::embedded_postgres>(eo);
+  const std::map<std::string, std::string> env{{"DATABASE_URL", pg->conninfo()}};
+  const auto token = test::create_token(env, "outage");
+  test::cogwheel_server server(env, {"--config", test::write_echo_config(dir.path())});
+  test::http_client client("127.0.0.1", server.port());
+  const test::header_list auth{{"Authorization", "Bearer " + token}};
+  auto created = client.post("/v1/predictions", echo_body().dump(), auth);
+  REQUIRE(created.status == 201);
+  const std::string path = "/v1/predictions/" + created.json()["id"].get<std::string>();
+
+  pg.reset();  // the server goes away
+  auto down = client.get(path, auth);
+  CHECK(down.status == 503);
+  CHECK(down.header("Retry-After") == "1");
+  CHECK(down.header("Content-Type") == "application/problem+json");
+  CHECK(client.get("/ready").status == 503);
+
+  pg = std::make_unique<storage::embedded_postgres>(eo);  // and comes back
+  CHECK(client.get(path, auth).status == 200);
+  CHECK(client.get("/ready").status == 200);
+  CHECK(client.post("/v1/predictions", echo_body().dump(), auth).status == 201);
 }
