@@ -7,7 +7,7 @@ packages=(
   g++ cmake make pkg-config git ca-certificates
   libboost1.81-dev libboost-url1.81-dev libpqxx-dev libpq-dev nlohmann-json3-dev libssl-dev
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev catch2
-  postgresql-15 postgresql-contrib-15 curl
+  postgresql-15 postgresql-contrib curl
 )
 # Node.js runs the official JavaScript clients in the tests; any Node >= 18 on PATH will do.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
