@@ -31,6 +31,12 @@ struct request_context {
   path_params params;
   asio::ip::tcp::endpoint remote;
 
+  // Streaming responses (Server-Sent Events): a handler that sets `stream` gets its response's
+  // head sent with chunked encoding, then the producer writes the body piece by piece with the
+  // writer it is given (false: the client is gone), and the connection closes when it returns.
+  using chunk_writer = std::function<asio::awaitable<bool>(const std::string&)>;
+  std::function<asio::awaitable<void>(chunk_writer)> stream;
+
   std::string_view path() const;   // the target without its query string
   std::string_view query() const;  // the raw query string without '?', "" when none
 };

@@ -67,8 +67,9 @@ asio::awaitable<bool> await_request(connection& conn, beast::flat_buffer& buffer
   co_return true;
 }
 
-asio::awaitable<response> handle(const server_state& state, connection& conn, const request& req) {
-  request_context ctx{req, {}, conn.remote};
+asio::awaitable<response> handle(const server_state& state, connection& conn,
+                                 request_context& ctx) {
+  const request& req = ctx.req;
   response res;
   std::string failure;
   try {
@@ -93,6 +94,34 @@ asio::awaitable<bool> write(connection& conn, response& res, std::chrono::millis
   conn.stream.expires_after(timeout);
   auto [ec, n] = co_await bhttp::async_write(conn.stream, res, use_tuple);
   co_return !ec;
+}
+
+asio::awaitable<bool> write_chunk(connection& conn, std::string data,
+                                  std::chrono::milliseconds timeout) {
+  if (data.empty()) co_return true;  // an empty chunk would end the body
+  conn.stream.expires_after(timeout);
+  auto [ec, n] = co_await asio::async_write(conn.stream, bhttp::make_chunk(asio::buffer(data)),
+                                            use_tuple);
+  co_return !ec;
+}
+
+// Sends the head of a streaming response, runs its producer, then ends the chunked body.
+asio::awaitable<void> stream_response(connection& conn, response& res,
+                                      request_context& ctx, std::chrono::milliseconds timeout) {
+  res.erase(bhttp::field::content_length);
+  res.chunked(true);
+  res.keep_alive(false);
+  res.body().clear();
+  bhttp::response_serializer<bhttp::string_body> sr{res};
+  conn.stream.expires_after(timeout);
+  auto [ec, n] = co_await bhttp::async_write_header(conn.stream, sr, use_tuple);
+  if (ec) co_return;
+  request_context::chunk_writer writer = [&conn, timeout](const std::string& data) {
+    return write_chunk(conn, data, timeout);
+  };
+  co_await ctx.stream(writer);
+  conn.stream.expires_after(timeout);
+  co_await asio::async_write(conn.stream, bhttp::make_chunk_last(), use_tuple);
 }
 
 // Closes the connection; with `linger`, first reads and discards what the client still sends.
@@ -137,7 +166,12 @@ asio::awaitable<void> run_session(std::shared_ptr<server_state> state,
     }
 
     request req = parser.release();
-    response res = co_await handle(*state, *conn, req);
+    request_context ctx{req, {}, conn->remote, {}};
+    response res = co_await handle(*state, *conn, ctx);
+    if (ctx.stream && res.result() == bhttp::status::ok) {
+      co_await stream_response(*conn, res, ctx, opts.write_timeout);
+      break;
+    }
     const bool keep_alive = req.keep_alive() && !state->stopping && !conn->closing;
     res.keep_alive(keep_alive);
     if (!co_await write(*conn, res, opts.write_timeout) || !keep_alive) break;

@@ -5,6 +5,10 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -12,12 +16,18 @@
 #include "scheduler/api/rate_limiter.hpp"
 #include "scheduler/auth.hpp"
 #include "scheduler/config.hpp"
+#include "scheduler/container_api.hpp"
+#include "scheduler/container_pool.hpp"
 #include "scheduler/create_batcher.hpp"
 #include "scheduler/database_target.hpp"
 #include "scheduler/health_api.hpp"
 #include "scheduler/prediction_watch.hpp"
 #include "scheduler/predictions_api.hpp"
+#include "scheduler/stream_api.hpp"
+#include "scheduler/stream_hub.hpp"
 #include "storage/catalog.hpp"
+#include "storage/dispatch.hpp"
+#include "storage/embedded_postgres.hpp"
 #include "storage/database.hpp"
 #include "storage/migrator.hpp"
 
@@ -43,10 +53,13 @@ class io_threads {
   io_threads(asio::io_context& ioc, int n) : ioc_(ioc), guard_(asio::make_work_guard(ioc)) {
     for (int i = 0; i < n; ++i) threads_.emplace_back([this] { ioc_.run(); });
   }
-  ~io_threads() {
+  ~io_threads() { stop(); }
+  void stop() {
     guard_.reset();
     ioc_.stop();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
   }
 
  private:
@@ -71,6 +84,44 @@ std::string public_base_url(const settings& s, const asio::ip::tcp::endpoint& ep
   return url;
 }
 
+std::string random_hex(std::size_t bytes) {
+  std::vector<unsigned char> buf(bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) {
+    throw std::runtime_error("cannot draw random bytes");
+  }
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : buf) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 0xf]);
+  }
+  return out;
+}
+
+// Where containers reach this server: --callback-url, else the listening address (a wildcard
+// address becomes loopback, where process containers run).
+std::string callback_base_url(const settings& s, const asio::ip::tcp::endpoint& ep) {
+  std::string url = s.callback_url;
+  if (url.empty()) {
+    auto addr = ep.address();
+    if (addr.is_unspecified()) {
+      addr = addr.is_v6() ? asio::ip::address(asio::ip::address_v6::loopback())
+                          : asio::ip::address(asio::ip::address_v4::loopback());
+    }
+    url = "http://" + (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" +
+          std::to_string(ep.port());
+  }
+  while (url.ends_with('/')) url.pop_back();
+  return url;
+}
+
+// This process's lease owner: host, pid and a random part (a restarted process is another owner).
+std::string lease_owner() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + random_hex(4);
+}
+
 }  // namespace
 
 int run_migrate(const settings& s) {
@@ -87,10 +138,14 @@ int run_serve(const settings& s) {
   asio::io_context ioc(s.io_threads);
   service_state state;
   std::atomic<predictions_api*> api_slot{nullptr};
+  std::atomic<container_api*> container_slot{nullptr};
+  std::atomic<stream_api*> stream_slot{nullptr};
 
   auto routes = std::make_shared<http::router>();
   add_health_routes(*routes, state);
   add_prediction_routes(*routes, api_slot);
+  add_stream_routes(*routes, stream_slot);
+  add_container_routes(*routes, container_slot);
   http::server_options http_opts;
   http_opts.listen = s.listen;
   http_opts.body_limit = static_cast<std::size_t>(s.max_body_bytes);
@@ -123,28 +178,85 @@ int run_serve(const settings& s) {
                catalog.spec().deployments.size(),
                s.config_file.empty() ? " (no --config)" : " from " + s.config_file);
 
+  const auto ep = server.local_endpoint();
+  const std::string public_url = public_base_url(s, ep);
+  const std::string callback_url = callback_base_url(s, ep);
+  const std::string container_token =
+      s.container_token.empty() ? random_hex(24) : s.container_token;
+  const std::filesystem::path data_dir =
+      s.data_dir.empty() ? storage::default_data_dir() : std::filesystem::path(s.data_dir);
+
+  // Dispatch: the container pool, the dispatcher, and the streams they feed.
+  http::client cog_client;
+  file_store_options files;
+  files.dir = s.files_dir.empty() ? data_dir / "files" : std::filesystem::path(s.files_dir);
+  files.signing_key = file_signature(container_token, "cogwheel", "files", 0);
+  files.url_ttl = std::chrono::seconds(s.file_url_ttl_s);
+  const std::string upload_key = file_signature(container_token, "cogwheel", "uploads", 0).substr(0, 32);
+  container_pool_options pool_opts_c;
+  pool_opts_c.callback_token = container_token;
+  pool_opts_c.upload_url = callback_url + "/internal/cog/uploads/" + upload_key;
+  pool_opts_c.config_dir = s.config_file.empty()
+                               ? std::filesystem::current_path()
+                               : std::filesystem::absolute(s.config_file).parent_path();
+  pool_opts_c.health_interval = std::chrono::milliseconds(s.health_interval_ms);
+  container_pool pool(ioc, cog_client, catalog.spec(), pool_opts_c);
+  dispatcher_options dispatch_opts;
+  dispatch_opts.owner = lease_owner();
+  dispatch_opts.callback_url = callback_url + "/internal/cog/webhook";
+  dispatch_opts.public_url = public_url;
+  dispatch_opts.lease_ms = s.lease_ms;
+  dispatcher dispatch(ioc, db, pool, cog_client, dispatch_opts);
+  stream_hub hub;
+  dispatch.on_applied = [&hub](const std::vector<storage::prediction_row>& rows) {
+    for (const auto& row : rows) hub.feed(row);
+  };
+
   prediction_watch watch(target.conninfo);
-  create_batcher batcher(db);
+  watch.set_hooks([&dispatch](const std::vector<std::string>& ids) { dispatch.changed(ids); },
+                  [&dispatch] { dispatch.wake(); });
+  // Creates announce new work to every process (one NOTIFY per batch) and wake this one at once.
+  create_batcher batcher(db, {}, [](pqxx::transaction_base& tx,
+                                    const std::vector<storage::insert_result>& results) {
+    std::vector<std::string> versions;
+    for (const auto& r : results) {
+      if (r.outcome == storage::insert_outcome::created) versions.push_back(r.row.version_id);
+    }
+    if (!versions.empty()) storage::queue_notify(tx, versions);
+  });
+  batcher.committed = [&dispatch] { dispatch.wake(); };
   authenticator auth(db);
   auto create_limiter = make_limiter(s.create_rate_limit);
   auto read_limiter = make_limiter(s.rate_limit);
-  const auto ep = server.local_endpoint();
   predictions_api api{db,      batcher,        watch,        auth,
-                      catalog, create_limiter, read_limiter, public_base_url(s, ep)};
+                      catalog, create_limiter, read_limiter, public_url};
+  container_api capi{dispatch, container_token, upload_key, public_url, files};
+  stream_api sapi{db, watch, hub};
+  dispatch.start();
+  pool.start();
   api_slot = &api;
+  container_slot = &capi;
+  stream_slot = &sapi;
   state.db = &db;
-  spdlog::info("cogwheel listening on http://{}:{}", ep.address().to_string(), ep.port());
+  spdlog::info("cogwheel listening on http://{}:{}; containers call back at {}",
+               ep.address().to_string(), ep.port(), callback_url);
 
   stop_requested.get_future().wait();
   state.stopping = true;
+  // Stop claiming and let running predictions finish while containers can still report.
+  dispatch.stop(std::chrono::milliseconds(s.shutdown_grace_ms));
   std::promise<void> drained;
   server.shutdown(std::chrono::milliseconds(s.shutdown_grace_ms), [&] { drained.set_value(); });
   drained.get_future().wait();
+  pool.stop();
   state.db = nullptr;
   api_slot = nullptr;
+  container_slot = nullptr;
+  stream_slot = nullptr;
+  threads.stop();  // nothing runs on the I/O threads past this point
   spdlog::info("HTTP server stopped");
   return 0;
-  // threads join, then db closes its connections, then the embedded server stops.
+  // then db closes its connections, then the embedded server stops.
 }
 
 }  // namespace cogwheel::scheduler

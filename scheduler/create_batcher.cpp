@@ -55,6 +55,7 @@ void create_batcher::run_batch(std::vector<pending> batch) {
       auto r = storage::prediction_insert_many(tx, some);
       if (hook_) hook_(tx, r);
       tx.commit();
+      if (committed) committed();
       return r;
     });
   };

@@ -46,6 +46,10 @@ class create_batcher {
         token, std::move(row));
   }
 
+  // Called on the database thread after each batch committed (e.g. to wake the dispatcher at once).
+  // Set before the first submit.
+  std::function<void()> committed;
+
   struct stats {
     std::uint64_t batches = 0;
     std::uint64_t rows = 0;

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <pqxx/pqxx>
 
+#include "storage/dispatch.hpp"
 #include "storage/outbox.hpp"
 #include "storage/pool.hpp"
 
@@ -36,7 +37,32 @@ class receiver : public pqxx::notification_receiver {
   prediction_watch& watch_;
 };
 
+class queue_receiver : public pqxx::notification_receiver {
+ public:
+  queue_receiver(pqxx::connection_base& c, prediction_watch& watch)
+      : pqxx::notification_receiver(c, storage::queue_channel), watch_(watch) {}
+  void operator()(const std::string&, int) override { watch_.queued(); }
+
+ private:
+  prediction_watch& watch_;
+};
+
 }  // namespace
+
+void prediction_watch::set_hooks(ids_hook on_change, std::function<void()> on_queue) {
+  std::lock_guard lock(hooks_mu_);
+  on_change_ = std::move(on_change);
+  on_queue_ = std::move(on_queue);
+}
+
+void prediction_watch::queued() {
+  std::function<void()> hook;
+  {
+    std::lock_guard lock(hooks_mu_);
+    hook = on_queue_;
+  }
+  if (hook) hook();
+}
 
 prediction_watch::prediction_watch(std::string conninfo) {
   if (!conninfo.empty()) {
@@ -57,10 +83,12 @@ void prediction_watch::listen_loop(std::string conninfo) {
     try {
       pqxx::connection conn(full);
       receiver r(conn, *this);
+      queue_receiver q(conn, *this);
       conn.get_notifs();
       listening_ = true;
       backoff = std::chrono::milliseconds(100);
       notify_all();  // whatever changed while we were not listening
+      queued();
       while (!stop_) conn.await_notification(0, 200'000);
     } catch (const std::exception& e) {
       if (listening_) spdlog::warn("prediction listener lost its connection: {}", e.what());
@@ -84,6 +112,12 @@ std::shared_ptr<prediction_watch::waiter> prediction_watch::subscribe(const std:
 }
 
 void prediction_watch::notify(const std::vector<std::string>& ids) {
+  ids_hook hook;
+  {
+    std::lock_guard lock(hooks_mu_);
+    hook = on_change_;
+  }
+  if (hook) hook(ids);
   std::vector<std::shared_ptr<waiter>> woken;
   {
     std::lock_guard lock(mu_);

@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,12 +35,21 @@ class prediction_watch {
 
   bool listening() const { return listening_; }
 
+  // Hooks for the dispatcher, called on the listener thread (keep them short): the ids of changed
+  // predictions, and "new work was queued" (storage::queue_channel, or a reconnect).
+  using ids_hook = std::function<void(const std::vector<std::string>&)>;
+  void set_hooks(ids_hook on_change, std::function<void()> on_queue);
+  void queued();  // calls the queue hook
+
  private:
   void listen_loop(std::string conninfo);
   void unsubscribe(const std::string& id, const waiter* w);
 
   std::mutex mu_;
   std::unordered_multimap<std::string, std::weak_ptr<waiter>> waiters_;
+  std::mutex hooks_mu_;
+  ids_hook on_change_;
+  std::function<void()> on_queue_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> listening_{false};
   std::thread listener_;

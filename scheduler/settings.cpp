@@ -56,6 +56,27 @@ const std::vector<option_def>& option_defs() {
       {"--max-body-bytes", "COGWHEEL_MAX_BODY_BYTES", "10485760",
        "Largest request body accepted; larger ones get 413.", for_serve,
        member(&settings::max_body_bytes)},
+      {"--callback-url", "COGWHEEL_CALLBACK_URL", "(http://LISTEN)",
+       "Base URL model containers reach this server at, for their updates and file uploads (a "
+       "shared service address when several cogwheel processes run).",
+       for_serve, member(&settings::callback_url)},
+      {"--container-token", "COGWHEEL_CONTAINER_TOKEN", "(random per start)",
+       "Bearer token containers send with their updates (Cog's WEBHOOK_AUTH_TOKEN; given to "
+       "process containers, set it on static ones). Also keys the signed file URLs.",
+       for_serve, member(&settings::container_token)},
+      {"--files-dir", "COGWHEEL_FILES_DIR", "(DATA_DIR/files)",
+       "Folder where output files that containers upload are kept.", for_serve,
+       member(&settings::files_dir)},
+      {"--file-url-ttl", "COGWHEEL_FILE_URL_TTL", "3600",
+       "How long the signed URL of an output file works, in seconds.", for_serve,
+       member(&settings::file_url_ttl_s)},
+      {"--health-interval-ms", "COGWHEEL_HEALTH_INTERVAL_MS", "1000",
+       "How often each container's GET /health-check is polled once it is up, in milliseconds.",
+       for_serve, member(&settings::health_interval_ms)},
+      {"--lease-ms", "COGWHEEL_LEASE_MS", "30000",
+       "Lease on dispatched work, renewed while this process lives; after it runs out another "
+       "process may take the work over, in milliseconds.",
+       for_serve, member(&settings::lease_ms)},
       {"--log-level", "COGWHEEL_LOG_LEVEL", "info", "One of trace, debug, info, warn, error, off.",
        for_database,
        [](CLI::App& app, settings& s, const option_def& d) {
@@ -85,6 +106,12 @@ void validate(const settings& s) {
   require(s.create_rate_limit >= 0, "--create-rate-limit must be >= 0 (0: no limit)");
   require(s.rate_limit >= 0, "--rate-limit must be >= 0 (0: no limit)");
   require(s.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024");
+  require(s.file_url_ttl_s >= 1, "--file-url-ttl must be at least 1 second");
+  require(s.health_interval_ms >= 10 && s.health_interval_ms <= 600'000,
+          "--health-interval-ms must be 10 to 600000");
+  require(s.lease_ms >= 1'000, "--lease-ms must be at least 1000");
+  require(s.container_token.empty() || s.container_token.size() >= 16,
+          "--container-token must be at least 16 characters");
 }
 
 std::string options_markdown() {

@@ -1,6 +1,8 @@
 #include "storage/predictions.hpp"
 
 #include <algorithm>
+
+#include "storage/prediction_columns.hpp"
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -11,19 +13,23 @@ namespace {
 // Microseconds since the epoch of a timestamptz column, exactly (extract returns numeric).
 #define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
-constexpr const char* columns =
+}  // namespace
+
+const char* const prediction_columns =
     "id, token_id, model, version_id, deployment, source, status, coalesce(input::text, 'null'), "
     "coalesce(output::text, 'null'), logs, error, error_code, metrics::text, data_removed, " US(
         "created_at") ", " US("started_at") ", " US("completed_at") ", " US(
         "deadline") ", webhook, array_to_json(webhook_events_filter)::text";
 
+namespace {
 template <class T>
 std::optional<T> opt(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
   return f.as<T>();
 }
+}  // namespace
 
-prediction_row to_row(const pqxx::row& r) {
+prediction_row prediction_from_row(const pqxx::row& r) {
   prediction_row p;
   p.id = r[0].as<std::string>();
   p.token_id = r[1].as<std::int64_t>();
@@ -49,6 +55,8 @@ prediction_row to_row(const pqxx::row& r) {
   }
   return p;
 }
+
+namespace {
 
 std::string hex(const std::string& raw) {
   static constexpr char digits[] = "0123456789abcdef";
@@ -94,7 +102,7 @@ FROM jsonb_to_recordset($1::jsonb) AS r(ord int, id text, token_id bigint, model
      deadline_us bigint, idempotency_key text, idempotency_hex text)
 ORDER BY r.ord
 ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING )") + columns;
+RETURNING )") + prediction_columns;
 
 constexpr std::int64_t idempotency_window_us = 24LL * 3600 * 1'000'000;
 
@@ -112,7 +120,7 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
   std::vector<bool> done(rows.size(), false);
   for (const auto& r : tx.exec_params(insert_sql, batch.dump())) {
     const auto i = index_of.at(r[0].as<std::string>());
-    results[i] = {insert_outcome::created, to_row(r)};
+    results[i] = {insert_outcome::created, prediction_from_row(r)};
     done[i] = true;
   }
 
@@ -122,14 +130,14 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
     if (done[i]) continue;
     const auto& p = rows[i];
     auto existing = tx.exec_params(
-        std::string("SELECT ") + columns +
+        std::string("SELECT ") + prediction_columns +
             ", encode(idempotency_sha256, 'hex') FROM predictions WHERE token_id = $1 AND "
             "idempotency_key = $2",
         p.token_id, *p.idempotency_key);
     if (existing.empty()) {
       throw std::logic_error("prediction " + p.id + " was neither inserted nor found");
     }
-    auto row = to_row(existing[0]);
+    auto row = prediction_from_row(existing[0]);
     const bool same = existing[0][20].as<std::string>() == hex(p.idempotency_sha256.value_or(""));
     const bool expired =
         row.created_at < (tx.exec1("SELECT " US("now()"))[0].as<micros>() - idempotency_window_us);
@@ -138,7 +146,7 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
           "UPDATE predictions SET idempotency_key = NULL, idempotency_sha256 = NULL WHERE id = $1",
           row.id);
       auto again = tx.exec_params(insert_sql, nlohmann::json::array({to_json(p, 0)}).dump());
-      results[i] = {insert_outcome::created, to_row(again.at(0))};
+      results[i] = {insert_outcome::created, prediction_from_row(again.at(0))};
     } else if (same) {
       results[i] = {insert_outcome::existing, std::move(row)};
     } else {
@@ -151,17 +159,17 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
 std::optional<prediction_row> prediction_get(pqxx::transaction_base& tx, std::int64_t token_id,
                                              std::string_view id) {
   auto r = tx.exec_params(
-      std::string("SELECT ") + columns + " FROM predictions WHERE token_id = $1 AND id = $2",
+      std::string("SELECT ") + prediction_columns + " FROM predictions WHERE token_id = $1 AND id = $2",
       token_id, std::string(id));
   if (r.empty()) return std::nullopt;
-  return to_row(r[0]);
+  return prediction_from_row(r[0]);
 }
 
 std::vector<prediction_row> prediction_list(pqxx::transaction_base& tx,
                                             const prediction_list_params& p) {
   const bool backward = p.before.has_value();
   const auto& cursor = backward ? p.before : p.after;
-  std::string sql = std::string("SELECT ") + columns +
+  std::string sql = std::string("SELECT ") + prediction_columns +
                     " FROM predictions WHERE token_id = $1"
                     " AND ($2::bigint IS NULL OR created_at >= timestamptz 'epoch' + $2 * interval "
                     "'1 microsecond')"
@@ -181,7 +189,7 @@ std::vector<prediction_row> prediction_list(pqxx::transaction_base& tx,
                                static_cast<std::int64_t>(p.limit + 1));
   std::vector<prediction_row> rows;
   rows.reserve(result.size());
-  for (const auto& r : result) rows.push_back(to_row(r));
+  for (const auto& r : result) rows.push_back(prediction_from_row(r));
   if (backward) std::reverse(rows.begin(), rows.end());
   return rows;
 }
@@ -195,16 +203,16 @@ std::optional<cancel_result> prediction_cancel(pqxx::transaction_base& tx, std::
                   "extract(epoch FROM now() - created_at)::float8) "
                   "WHERE token_id = $1 AND id = $2 AND status = 'starting' AND "
                   "dispatched_at IS NULL RETURNING ") +
-          columns,
+          prediction_columns,
       token_id, sid);
-  if (!queued.empty()) return cancel_result{to_row(queued[0]), true, false};
+  if (!queued.empty()) return cancel_result{prediction_from_row(queued[0]), true, false};
   auto running = tx.exec_params(
       std::string("UPDATE predictions SET cancel_requested_at = coalesce(cancel_requested_at, "
                   "now()), updated_at = now() WHERE token_id = $1 AND id = $2 AND status IN "
                   "('starting', 'processing') RETURNING ") +
-          columns,
+          prediction_columns,
       token_id, sid);
-  if (!running.empty()) return cancel_result{to_row(running[0]), false, true};
+  if (!running.empty()) return cancel_result{prediction_from_row(running[0]), false, true};
   auto row = prediction_get(tx, token_id, sid);
   if (!row) return std::nullopt;
   return cancel_result{std::move(*row), false, false};

@@ -40,7 +40,7 @@ http::router api_router() {
 http::response dispatch(const http::router& r, bhttp_verb method, std::string target) {
   asio::io_context ioc;
   http::request req{method, target, 11};
-  http::request_context ctx{req, {}, {}};
+  http::request_context ctx{req, {}, {}, {}};
   std::optional<http::response> out;
   asio::co_spawn(ioc, r.dispatch(ctx), [&](std::exception_ptr e, http::response res) {
     if (e) std::rethrow_exception(e);
