@@ -1,13 +1,12 @@
 #include "scheduler/app.hpp"
 
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <openssl/rand.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -26,10 +25,11 @@
 #include "scheduler/stream_api.hpp"
 #include "scheduler/stream_hub.hpp"
 #include "storage/catalog.hpp"
+#include "storage/database.hpp"
 #include "storage/dispatch.hpp"
 #include "storage/embedded_postgres.hpp"
-#include "storage/database.hpp"
 #include "storage/migrator.hpp"
+#include "storage/secrets.hpp"
 
 namespace cogwheel::scheduler {
 
@@ -181,8 +181,15 @@ int run_serve(const settings& s) {
   const auto ep = server.local_endpoint();
   const std::string public_url = public_base_url(s, ep);
   const std::string callback_url = callback_base_url(s, ep);
-  const std::string container_token =
-      s.container_token.empty() ? random_hex(24) : s.container_token;
+  // Shared by every process on this database and kept across restarts (storage/secrets.hpp).
+  const auto [stored_token, file_key] = db.run_blocking([](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto token = storage::secret_get_or_create(tx, "container_token", random_hex(24));
+    auto key = storage::secret_get_or_create(tx, "file_url_key", random_hex(32));
+    tx.commit();
+    return std::pair{token, key};
+  });
+  const std::string container_token = s.container_token.empty() ? stored_token : s.container_token;
   const std::filesystem::path data_dir =
       s.data_dir.empty() ? storage::default_data_dir() : std::filesystem::path(s.data_dir);
 
@@ -190,9 +197,10 @@ int run_serve(const settings& s) {
   http::client cog_client;
   file_store_options files;
   files.dir = s.files_dir.empty() ? data_dir / "files" : std::filesystem::path(s.files_dir);
-  files.signing_key = file_signature(container_token, "cogwheel", "files", 0);
+  files.signing_key = file_key;
   files.url_ttl = std::chrono::seconds(s.file_url_ttl_s);
-  const std::string upload_key = file_signature(container_token, "cogwheel", "uploads", 0).substr(0, 32);
+  const std::string upload_key =
+      file_signature(container_token, "cogwheel", "uploads", 0).substr(0, 32);
   container_pool_options pool_opts_c;
   pool_opts_c.callback_token = container_token;
   pool_opts_c.upload_url = callback_url + "/internal/cog/uploads/" + upload_key;
@@ -216,20 +224,19 @@ int run_serve(const settings& s) {
   watch.set_hooks([&dispatch](const std::vector<std::string>& ids) { dispatch.changed(ids); },
                   [&dispatch] { dispatch.wake(); });
   // Creates announce new work to every process (one NOTIFY per batch) and wake this one at once.
-  create_batcher batcher(db, {}, [](pqxx::transaction_base& tx,
-                                    const std::vector<storage::insert_result>& results) {
-    std::vector<std::string> versions;
-    for (const auto& r : results) {
-      if (r.outcome == storage::insert_outcome::created) versions.push_back(r.row.version_id);
-    }
-    if (!versions.empty()) storage::queue_notify(tx, versions);
-  });
+  create_batcher batcher(
+      db, {}, [](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
+        std::vector<std::string> versions;
+        for (const auto& r : results) {
+          if (r.outcome == storage::insert_outcome::created) versions.push_back(r.row.version_id);
+        }
+        if (!versions.empty()) storage::queue_notify(tx, versions);
+      });
   batcher.committed = [&dispatch] { dispatch.wake(); };
   authenticator auth(db);
   auto create_limiter = make_limiter(s.create_rate_limit);
   auto read_limiter = make_limiter(s.rate_limit);
-  predictions_api api{db,      batcher,        watch,        auth,
-                      catalog, create_limiter, read_limiter, public_url};
+  predictions_api api{db, batcher, watch, auth, catalog, create_limiter, read_limiter, public_url};
   container_api capi{dispatch, container_token, upload_key, public_url, files};
   stream_api sapi{db, watch, hub};
   dispatch.start();

@@ -20,7 +20,8 @@ std::string lower(std::string s) {
 
 // Whether `next` may replace `current` output while the prediction runs: never shorter.
 bool output_is_newer(const std::string& current_text, const json& next) {
-  if (current_text == "null") return !next.is_null();
+  if (next.is_null()) return false;  // a late update from before the first output
+  if (current_text == "null") return true;
   json current = json::parse(current_text, nullptr, false);
   if (current.is_discarded()) return true;
   if (current.is_array() && next.is_array()) {
@@ -38,8 +39,7 @@ bool output_is_newer(const std::string& current_text, const json& next) {
 }  // namespace
 
 bool is_terminal(const std::string& status) {
-  return status == "succeeded" || status == "failed" || status == "canceled" ||
-         status == "aborted";
+  return status == "succeeded" || status == "failed" || status == "canceled" || status == "aborted";
 }
 
 bool event_wanted(const storage::prediction_row& p, const std::string& event) {
@@ -51,9 +51,11 @@ bool event_wanted(const storage::prediction_row& p, const std::string& event) {
 
 std::string failure_code(const std::string& cog_error) {
   const std::string e = lower(cog_error);
-  if (e.find("out of memory") != std::string::npos || e.find("exitcode 137") != std::string::npos ||
-      e.find("exit code 137") != std::string::npos || e.find("oom") != std::string::npos) {
-    return "E1001";
+  // Cog 0.9: "Prediction failed for an unknown reason. It might have run out of memory?
+  // (exitcode 137)"; Kubernetes and Docker say "OOMKilled".
+  for (const char* sign :
+       {"out of memory", "exitcode 137", "exit code 137", "oomkilled", "oom-kill", "oom kill"}) {
+    if (e.find(sign) != std::string::npos) return "E1001";
   }
   return "E1000";
 }

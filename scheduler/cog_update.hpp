@@ -14,7 +14,7 @@ namespace cogwheel::scheduler {
 // A container's report on one prediction, validated.
 struct cog_update {
   std::string id;
-  std::string status;  // starting | processing | succeeded | failed | canceled
+  std::string status;                    // starting | processing | succeeded | failed | canceled
   std::optional<nlohmann::json> output;  // absent: not reported
   std::optional<std::string> logs;
   std::optional<std::string> error;
@@ -33,7 +33,8 @@ std::optional<cog_update> parse_cog_update(const nlohmann::json& body, std::stri
 struct merge_result {
   bool changed = false;
   storage::prediction_row after;
-  std::vector<std::string> events;  // webhook events this change causes: start/output/logs/completed
+  std::vector<std::string>
+      events;  // webhook events this change causes: start/output/logs/completed
 };
 
 // Forward-only merge:

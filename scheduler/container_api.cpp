@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <boost/url/parse.hpp>
+#include <charconv>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -109,9 +109,10 @@ class handlers {
                               "The file could not be stored: " + why);
     }
     const std::int64_t expires = unix_now() + api_.files.url_ttl.count();
-    const std::string url = api_.public_url + "/files/" + prediction_id + "/" + name +
-                            "?expires=" + std::to_string(expires) + "&signature=" +
-                            file_signature(api_.files.signing_key, prediction_id, name, expires);
+    // Signed in the path, not the query: Cog strips the query of the URL it is given back.
+    const std::string url =
+        api_.public_url + "/files/" + prediction_id + "/" + std::to_string(expires) + "/" +
+        file_signature(api_.files.signing_key, prediction_id, name, expires) + "/" + name;
     auto res = http::json(bhttp::status::created, json{{"url", url}});
     res.set(bhttp::field::location, url);
     co_return res;
@@ -120,20 +121,12 @@ class handlers {
   asio::awaitable<response> download(request_context& ctx) {
     const std::string prediction_id(ctx.params.get("prediction_id"));
     const std::string name(ctx.params.get("name"));
-    auto ref = boost::urls::parse_relative_ref(ctx.req.target());
-    std::string expires_text, signature;
-    if (ref) {
-      for (auto p : ref->params()) {
-        if (p.key == "expires") expires_text = p.value;
-        if (p.key == "signature") signature = p.value;
-      }
-    }
+    const std::string signature(ctx.params.get("signature"));
+    const std::string expires_text(ctx.params.get("expires"));
     std::int64_t expires = 0;
-    try {
-      expires = std::stoll(expires_text);
-    } catch (const std::exception&) {
-      expires = 0;
-    }
+    const auto [end, ec] =
+        std::from_chars(expires_text.data(), expires_text.data() + expires_text.size(), expires);
+    if (ec != std::errc{} || end != expires_text.data() + expires_text.size()) expires = 0;
     if (!api::is_prediction_id(prediction_id) || name != safe_file_name(name) || expires == 0 ||
         !same(signature, file_signature(api_.files.signing_key, prediction_id, name, expires))) {
       co_return http::problem(bhttp::status::not_found, "File not found");
@@ -195,7 +188,7 @@ void add_container_routes(http::router& routes, std::atomic<container_api*>& slo
              guarded(slot, [](handlers& h, request_context& ctx) { return h.update(ctx); }));
   routes.add(bhttp::verb::put, "/internal/cog/uploads/{key}/{filename}",
              guarded(slot, [](handlers& h, request_context& ctx) { return h.upload(ctx); }));
-  routes.add(bhttp::verb::get, "/files/{prediction_id}/{name}",
+  routes.add(bhttp::verb::get, "/files/{prediction_id}/{expires}/{signature}/{name}",
              guarded(slot, [](handlers& h, request_context& ctx) { return h.download(ctx); }));
 }
 

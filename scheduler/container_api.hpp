@@ -5,8 +5,9 @@
 //   PUT  /internal/cog/uploads/{key}/{filename}    an output file (raw bytes, X-Prediction-ID);
 //                                                  answers 201 with the file's signed URL in
 //                                                  Location, which becomes the output value
-//   GET  /files/{prediction_id}/{name}?expires=&signature=   serves an uploaded file until its
-//                                                  signed URL expires
+//   GET  /files/{prediction_id}/{expires}/{signature}/{name}   serves an uploaded file until its
+//                                                  signed URL expires (410 after; the signature
+//                                                  is in the path because Cog drops the query)
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -18,9 +19,9 @@
 namespace cogwheel::scheduler {
 
 struct file_store_options {
-  std::filesystem::path dir;                   // where uploads are kept
-  std::string signing_key;                     // HMAC key of the signed URLs
-  std::chrono::seconds url_ttl{3600};          // how long a signed URL works
+  std::filesystem::path dir;           // where uploads are kept
+  std::string signing_key;             // HMAC key of the signed URLs
+  std::chrono::seconds url_ttl{3600};  // how long a signed URL works
 };
 
 struct container_api {

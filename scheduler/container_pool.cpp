@@ -42,13 +42,20 @@ struct container_pool::container {
 
 const char* to_string(container_health h) {
   switch (h) {
-    case container_health::unknown: return "unknown";
-    case container_health::starting: return "STARTING";
-    case container_health::ready: return "READY";
-    case container_health::busy: return "BUSY";
-    case container_health::setup_failed: return "SETUP_FAILED";
-    case container_health::defunct: return "DEFUNCT";
-    case container_health::unreachable: return "unreachable";
+    case container_health::unknown:
+      return "unknown";
+    case container_health::starting:
+      return "STARTING";
+    case container_health::ready:
+      return "READY";
+    case container_health::busy:
+      return "BUSY";
+    case container_health::setup_failed:
+      return "SETUP_FAILED";
+    case container_health::defunct:
+      return "DEFUNCT";
+    case container_health::unreachable:
+      return "unreachable";
   }
   return "unknown";
 }
@@ -150,7 +157,8 @@ container_pool::container_pool(asio::io_context& ioc, http::client& client,
           c->version_id = v.id;
           c->process = true;
           c->slots = slots;
-          for (const auto& a : rt.value("command", json::array())) c->argv.push_back(a.get<std::string>());
+          for (const auto& a : rt.value("command", json::array()))
+            c->argv.push_back(a.get<std::string>());
           if (!c->argv.empty() && c->argv[0].find('/') != std::string::npos &&
               std::filesystem::path(c->argv[0]).is_relative()) {
             c->argv[0] = (opts_.config_dir / c->argv[0]).lexically_normal().string();
@@ -166,7 +174,9 @@ container_pool::container_pool(asio::io_context& ioc, http::client& client,
   }
 }
 
-container_pool::~container_pool() { stop(); }
+container_pool::~container_pool() {
+  stop();
+}
 
 void container_pool::spawn(container& c) {
   const int port = free_loopback_port();
@@ -184,7 +194,13 @@ void container_pool::spawn(container& c) {
   if (!opts_.callback_token.empty()) env.push_back("WEBHOOK_AUTH_TOKEN=" + opts_.callback_token);
   if (!opts_.upload_url.empty()) env.push_back("COG_UPLOAD_URL=" + opts_.upload_url);
   for (const auto& [k, v] : c.env) env.push_back(k + "=" + v);
-  c.pid = start_process(c.argv, env);
+  // Cog's server takes the upload URL as an argument (python -m cog.server.http --upload-url).
+  std::vector<std::string> argv = c.argv;
+  if (!opts_.upload_url.empty()) {
+    argv.push_back("--upload-url");
+    argv.push_back(opts_.upload_url);
+  }
+  c.pid = start_process(argv, env);
   c.id = "http://127.0.0.1:" + std::to_string(port);
   c.health = container_health::starting;
   spdlog::info("started container {} (pid {}) for version {}", c.id, c.pid,
@@ -192,16 +208,23 @@ void container_pool::spawn(container& c) {
 }
 
 void container_pool::start() {
-  std::lock_guard lock(mu_);
-  for (auto& c : containers_) {
-    if (c->process) {
-      try {
-        spawn(*c);
-      } catch (const std::exception& e) {
-        spdlog::error("version {}: {}", c->version_id.substr(0, 12), e.what());
-        c->health = container_health::defunct;
+  std::vector<std::shared_ptr<container>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& c : containers_) {
+      if (c->process) {
+        try {
+          spawn(*c);
+        } catch (const std::exception& e) {
+          spdlog::error("version {}: {}", c->version_id.substr(0, 12), e.what());
+          c->health = container_health::defunct;
+        }
       }
     }
+    all = containers_;
+  }
+  // Outside the lock: a watcher takes it.
+  for (auto& c : all) {
     ++watchers_;
     asio::co_spawn(ioc_, watch(c), asio::detached);
   }
@@ -272,8 +295,8 @@ asio::awaitable<void> container_pool::watch(std::shared_ptr<container> c) {
           spawn(*c);
           ++c->restarts;
         } catch (const std::exception& e) {
-          spdlog::error("cannot restart container for version {}: {}",
-                        c->version_id.substr(0, 12), e.what());
+          spdlog::error("cannot restart container for version {}: {}", c->version_id.substr(0, 12),
+                        e.what());
           c->pid = -1;  // not running: tried again below
         }
         continue;
@@ -326,9 +349,8 @@ asio::awaitable<void> container_pool::check_health(container& c) {
   {
     std::lock_guard lock(mu_);
     if (h != c.health) {
-      spdlog::log(h == container_health::ready || h == container_health::busy
-                      ? spdlog::level::info
-                      : spdlog::level::warn,
+      spdlog::log(h == container_health::ready || h == container_health::busy ? spdlog::level::info
+                                                                              : spdlog::level::warn,
                   "container {}: {} -> {}{}", c.id, to_string(c.health), to_string(h),
                   res.error.empty() ? "" : " (" + res.error + ")");
     }

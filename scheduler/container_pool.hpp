@@ -2,7 +2,8 @@
 // Model containers and their state. Containers come from runtimes (DESIGN.md):
 // - static: Cog base URLs listed per version in the config file (containers someone else runs);
 // - process: cogwheel starts `instances` local processes per version from the configured command,
-//   passing PORT, WEBHOOK_AUTH_TOKEN and COG_UPLOAD_URL in the environment, restarts one that
+//   passing PORT and WEBHOOK_AUTH_TOKEN in the environment and `--upload-url URL` as arguments
+//   (also COG_UPLOAD_URL in the environment), restarts one that
 //   exits (with backoff) and stops them all on shutdown.
 // Each container's state comes from polling GET /health-check; only READY containers with a free
 // slot get work. Slots are counted here: a slot is taken when a prediction is claimed for the
@@ -34,9 +35,9 @@ const char* to_string(container_health h);
 container_health parse_health(std::string_view cog_status);
 
 struct container_pool_options {
-  std::string callback_token;             // WEBHOOK_AUTH_TOKEN of process containers
-  std::string upload_url;                 // COG_UPLOAD_URL of process containers ("" none)
-  std::filesystem::path config_dir;       // relative commands with a '/' resolve from here
+  std::string callback_token;        // WEBHOOK_AUTH_TOKEN of process containers
+  std::string upload_url;            // --upload-url of process containers ("" none)
+  std::filesystem::path config_dir;  // relative commands with a '/' resolve from here
   std::chrono::milliseconds health_interval{1'000};
   std::chrono::milliseconds health_timeout{2'000};
   std::chrono::milliseconds stop_grace{5'000};  // SIGTERM, then SIGKILL

@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <utility>
 
 #include "scheduler/api/ids.hpp"
 #include "scheduler/api/prediction_json.hpp"
@@ -88,8 +89,8 @@ applied_batch apply_batch(pqxx::connection& c, const std::vector<cog_update>& ba
       if (completed && (std::string_view(ev) == "output" || std::string_view(ev) == "logs")) {
         continue;
       }
-      deliveries.push_back({"msg_" + api::new_prediction_id(), row.id, row.token_id, ev,
-                            *row.webhook, payload});
+      deliveries.push_back(
+          {"msg_" + api::new_prediction_id(), row.id, row.token_id, ev, *row.webhook, payload});
     }
   }
   storage::delivery_insert_many(tx, deliveries);
@@ -307,8 +308,8 @@ asio::awaitable<void> dispatcher::send_put(storage::prediction_row row, std::str
   if (res.status >= 400) {
     pool_.release(row.id);
     fail(row.id, "E9243",
-         "Error starting prediction: the container refused it (HTTP " +
-             std::to_string(res.status) + "): " + container_detail(res));
+         "Error starting prediction: the container refused it (HTTP " + std::to_string(res.status) +
+             "): " + container_detail(res));
     co_return;
   }
   const json answer = json::parse(res.body, nullptr, false);
@@ -397,12 +398,14 @@ void dispatcher::fail(const std::string& id, const std::string& code, const std:
 }
 
 void dispatcher::ingest(cog_update u) {
-  std::lock_guard lock(mu_);
-  updates_.push_back(std::move(u));
-  if (!flushing_) {
-    flushing_ = true;
-    asio::co_spawn(ioc_, flush_updates(), asio::detached);
+  bool spawn = false;
+  {
+    std::lock_guard lock(mu_);
+    updates_.push_back(std::move(u));
+    spawn = !std::exchange(flushing_, true);
   }
+  // Outside the lock: co_spawn may run the flusher inline, and it takes the lock.
+  if (spawn) asio::co_spawn(ioc_, flush_updates(), asio::detached);
 }
 
 asio::awaitable<void> dispatcher::flush_updates() {

@@ -23,9 +23,9 @@
 namespace cogwheel::scheduler {
 
 struct dispatcher_options {
-  std::string owner;          // this process's lease owner: unique per process
-  std::string callback_url;   // where containers send their updates (the container-update route)
-  std::string public_url;     // the API's public base URL (webhook bodies carry urls)
+  std::string owner;         // this process's lease owner: unique per process
+  std::string callback_url;  // where containers send their updates (the container-update route)
+  std::string public_url;    // the API's public base URL (webhook bodies carry urls)
   std::int64_t lease_ms = 30'000;
   std::chrono::milliseconds poll_interval{1'000};  // fallback when no notification arrives
   std::size_t max_claim = 256;                     // predictions per claim statement

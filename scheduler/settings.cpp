@@ -60,9 +60,9 @@ const std::vector<option_def>& option_defs() {
        "Base URL model containers reach this server at, for their updates and file uploads (a "
        "shared service address when several cogwheel processes run).",
        for_serve, member(&settings::callback_url)},
-      {"--container-token", "COGWHEEL_CONTAINER_TOKEN", "(random per start)",
-       "Bearer token containers send with their updates (Cog's WEBHOOK_AUTH_TOKEN; given to "
-       "process containers, set it on static ones). Also keys the signed file URLs.",
+      {"--container-token", "COGWHEEL_CONTAINER_TOKEN", "(generated once, kept in the database)",
+       "Bearer token containers send with their updates (Cog's WEBHOOK_AUTH_TOKEN). Process "
+       "containers get it; give static ones the same value (set this option to choose it).",
        for_serve, member(&settings::container_token)},
       {"--files-dir", "COGWHEEL_FILES_DIR", "(DATA_DIR/files)",
        "Folder where output files that containers upload are kept.", for_serve,

@@ -15,7 +15,7 @@ struct stream_api {
   storage::database& db;
   prediction_watch& watch;
   stream_hub& hub;
-  std::chrono::seconds keep_alive{15};    // a comment line this often while nothing happens
+  std::chrono::seconds keep_alive{15};      // a comment line this often while nothing happens
   std::chrono::seconds max_duration{3600};  // a stream ends after this; clients reconnect
 };
 

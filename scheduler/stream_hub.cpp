@@ -11,7 +11,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string item_text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string item_text(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
 
 // What was appended to `before` to give `after`; all of `after` when it is not an extension.
 std::string appended(const std::string& before, const std::string& after) {
@@ -32,7 +34,8 @@ std::vector<sse_event> derive_events(const storage::prediction_row* before,
     const json prev = json::parse(before_output, nullptr, false);
     if (next.is_array()) {
       const std::size_t from = prev.is_array() && prev.size() <= next.size() ? prev.size() : 0;
-      for (std::size_t i = from; i < next.size(); ++i) out.push_back({0, "output", item_text(next[i])});
+      for (std::size_t i = from; i < next.size(); ++i)
+        out.push_back({0, "output", item_text(next[i])});
     } else if (next.is_string()) {
       const std::string chunk =
           appended(prev.is_string() ? prev.get<std::string>() : "", next.get<std::string>());
@@ -58,8 +61,8 @@ std::vector<sse_event> derive_events(const storage::prediction_row* before,
 }
 
 std::string format_event(const sse_event& e, std::int64_t seconds) {
-  std::string out = "id: " + std::to_string(seconds) + ":" + std::to_string(e.seq) +
-                    "\nevent: " + e.event + "\n";
+  std::string out =
+      "id: " + std::to_string(seconds) + ":" + std::to_string(e.seq) + "\nevent: " + e.event + "\n";
   std::size_t start = 0;
   for (;;) {
     const auto nl = e.data.find('\n', start);

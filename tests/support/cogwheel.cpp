@@ -37,6 +37,32 @@ std::string write_echo_config(const std::string& dir) {
   return path;
 }
 
+std::string write_fake_model_config(const std::string& dir, const fake_model& m) {
+  const std::string path = dir + "/fake-model.yaml";
+  std::ofstream out(path);
+  out << "models:\n"
+         "  - name: acme/fake\n"
+         "    versions:\n"
+         "      - id: "
+      << echo_version << "\n";
+  if (!m.start_timeout.empty()) out << "        start_timeout: " << m.start_timeout << "\n";
+  if (!m.run_timeout.empty()) out << "        run_timeout: " << m.run_timeout << "\n";
+  out << "        runtime:\n          type: " << m.runtime << "\n          slots: " << m.slots
+      << "\n";
+  if (m.runtime == "process") {
+    out << "          command: [\"" << COGWHEEL_FAKE_COG_BINARY << "\"]\n"
+        << "          instances: " << m.instances << "\n";
+    if (!m.env.empty()) {
+      out << "          env:\n";
+      for (const auto& [k, v] : m.env) out << "            " << k << ": \"" << v << "\"\n";
+    }
+  } else {
+    out << "          urls:\n";
+    for (const auto& u : m.urls) out << "            - " << u << "\n";
+  }
+  return path;
+}
+
 namespace {
 std::vector<std::string> serve_args(unsigned short port, std::vector<std::string> extra) {
   std::vector<std::string> a = {COGWHEEL_BINARY, "serve", "--listen",

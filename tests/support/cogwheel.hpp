@@ -18,6 +18,21 @@ inline constexpr const char* echo_old_version =
 // deployment acme/echo-prod pinned to echo_version; written into `dir`, returns its path.
 std::string write_echo_config(const std::string& dir);
 
+// A model acme/fake (version echo_version) served by the fake Cog container, in the process
+// runtime (cogwheel starts `instances` fake_cog processes with `env`) or the static runtime (the
+// Cog URLs in `urls`, e.g. fake_cog processes a test started itself).
+struct fake_model {
+  std::string runtime = "process";
+  int instances = 1;
+  int slots = 1;
+  std::vector<std::string> urls;  // static runtime
+  std::map<std::string, std::string> env;
+  std::string start_timeout;  // e.g. "2s"; "" = the default
+  std::string run_timeout;
+};
+// Writes the config into `dir`; returns its path.
+std::string write_fake_model_config(const std::string& dir, const fake_model& model);
+
 class cogwheel_server {
  public:
   // `cogwheel serve --listen 127.0.0.1:<free port> <extra...>` with env; waits until it listens.
