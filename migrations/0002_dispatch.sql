@@ -7,6 +7,22 @@ CREATE INDEX predictions_dispatched ON predictions (lease_owner, container_id)
 CREATE INDEX predictions_cancel_pending ON predictions (cancel_requested_at)
   WHERE cancel_requested_at IS NOT NULL AND status IN ('starting', 'processing');
 
+-- Timeouts, fixed when a prediction is created (from its deployment, its version or the service
+-- defaults): it must start by start_by, and once running it may run run_timeout_ms, until run_by.
+ALTER TABLE predictions
+  ADD COLUMN start_by       timestamptz,
+  ADD COLUMN run_timeout_ms bigint CHECK (run_timeout_ms > 0),
+  ADD COLUMN run_by         timestamptz,
+  ADD CONSTRAINT predictions_run_by_when_started CHECK (run_by IS NULL OR started_at IS NOT NULL);
+-- The reaper's lookups: due start timeouts and due run timeouts (the created_at index of 0001 is
+-- not what it needs).
+DROP INDEX predictions_live_created;
+CREATE INDEX predictions_start_due ON predictions (start_by) WHERE status = 'starting';
+CREATE INDEX predictions_run_due ON predictions (run_by) WHERE status = 'processing';
+-- Retention: terminal rows whose data is still there, oldest first.
+CREATE INDEX predictions_data_due ON predictions (completed_at)
+  WHERE completed_at IS NOT NULL AND NOT data_removed;
+
 -- Secrets the service makes for itself once and every process shares: the bearer token model
 -- containers present with their updates, and the key of signed file URLs. Kept across restarts,
 -- so that a container started before a restart can still report, and a file URL still works.

@@ -22,6 +22,7 @@
 #include "scheduler/health_api.hpp"
 #include "scheduler/prediction_watch.hpp"
 #include "scheduler/predictions_api.hpp"
+#include "scheduler/reaper.hpp"
 #include "scheduler/stream_api.hpp"
 #include "scheduler/stream_hub.hpp"
 #include "storage/catalog.hpp"
@@ -221,8 +222,9 @@ int run_serve(const settings& s) {
   };
 
   prediction_watch watch(target.conninfo);
-  watch.set_hooks([&dispatch](const std::vector<std::string>& ids) { dispatch.changed(ids); },
-                  [&dispatch] { dispatch.wake(); });
+  watch.set_hooks(
+      [&dispatch](const std::vector<storage::prediction_note>& notes) { dispatch.changed(notes); },
+      [&dispatch] { dispatch.wake(); });
   // Creates announce new work to every process (one NOTIFY per batch) and wake this one at once.
   create_batcher batcher(
       db, {}, [](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
@@ -239,8 +241,17 @@ int run_serve(const settings& s) {
   predictions_api api{db, batcher, watch, auth, catalog, create_limiter, read_limiter, public_url};
   container_api capi{dispatch, container_token, upload_key, public_url, files};
   stream_api sapi{db, watch, hub};
+  reaper_options reaper_opts;
+  reaper_opts.owner = dispatch_opts.owner;
+  reaper_opts.interval = std::chrono::milliseconds(s.reaper_interval_ms);
+  reaper_opts.leader_lease = std::chrono::milliseconds(s.leader_lease_ms);
+  reaper_opts.data_retention = std::chrono::seconds(s.data_retention_s);
+  reaper_opts.row_retention = std::chrono::seconds(s.row_retention_s);
+  reaper_opts.files_dir = files.dir;
+  reaper maintenance(ioc, db, dispatch, reaper_opts);
   dispatch.start();
   pool.start();
+  maintenance.start();
   api_slot = &api;
   container_slot = &capi;
   stream_slot = &sapi;
@@ -250,7 +261,9 @@ int run_serve(const settings& s) {
 
   stop_requested.get_future().wait();
   state.stopping = true;
-  // Stop claiming and let running predictions finish while containers can still report.
+  // Hand the leadership over, stop claiming, and let running predictions finish while
+  // containers can still report.
+  maintenance.stop();
   dispatch.stop(std::chrono::milliseconds(s.shutdown_grace_ms));
   std::promise<void> drained;
   server.shutdown(std::chrono::milliseconds(s.shutdown_grace_ms), [&] { drained.set_value(); });

@@ -102,10 +102,27 @@ std::optional<cog_update> parse_cog_update(const json& body, std::string& why) {
   return u;
 }
 
+cog_update internal_update(std::string id, std::string status, std::string only_if,
+                           std::string code, std::string message) {
+  cog_update u;
+  u.id = std::move(id);
+  u.status = std::move(status);
+  u.from_container = false;
+  if (!only_if.empty()) u.only_if_status = std::move(only_if);
+  if (!code.empty()) {
+    u.error_code = std::move(code);
+    u.error = std::move(message);
+  }
+  return u;
+}
+
 merge_result merge_update(const storage::prediction_row& current, const cog_update& u) {
   merge_result r;
   r.after = current;
   if (is_terminal(current.status)) return r;  // stale: a finished prediction never changes
+  if (u.only_if_status && current.status != *u.only_if_status) return r;  // it moved on
+  // Aborted means it never started; a started prediction is canceled instead.
+  if (u.status == "aborted" && current.status != "starting") return r;
   auto& a = r.after;
   const bool terminal = is_terminal(u.status);
   const bool starts = current.status == "starting" && u.status != "starting" && u.from_container;

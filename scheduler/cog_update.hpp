@@ -23,7 +23,15 @@ struct cog_update {
   // updates never mark a prediction as started.
   std::optional<std::string> error_code;
   bool from_container = true;
+  // Set by cogwheel for its own decisions (timeouts, aborts): applied only while the prediction is
+  // still in this status, and stale otherwise. Such updates may also be `aborted`.
+  std::optional<std::string> only_if_status;
 };
+
+// cogwheel's own decision about a prediction: a failure with its code and message, or a cancel or
+// abort (error_code and message empty), applied only while it is in `only_if` ("" = any live one).
+cog_update internal_update(std::string id, std::string status, std::string only_if = "",
+                           std::string code = "", std::string message = "");
 
 // Parses a Cog prediction body. nullopt with `why` set when it is not one (not an object, no id,
 // unknown status, wrong field types).

@@ -90,7 +90,9 @@ class handlers {
       co_return http::problem(bhttp::status::bad_request,
                               "An upload needs the X-Prediction-ID header of its prediction");
     }
-    const std::string name = random_hex(8) + "-" + safe_file_name(ctx.params.get("filename"));
+    // Safe as a whole (and so at most 100 characters), as download() checks.
+    const std::string name =
+        safe_file_name(random_hex(8) + "-" + std::string(ctx.params.get("filename")));
     const auto folder = api_.files.dir / prediction_id;
     std::error_code ec;
     std::filesystem::create_directories(folder, ec);

@@ -346,8 +346,15 @@ asio::awaitable<void> container_pool::check_health(container& c) {
     }
   }
   bool capacity = false;
+  std::vector<std::string> stranded;  // held by a container that just turned bad
   {
     std::lock_guard lock(mu_);
+    const bool bad = h == container_health::setup_failed || h == container_health::defunct ||
+                     h == container_health::unreachable;
+    const bool was_bad = c.health == container_health::setup_failed ||
+                         c.health == container_health::defunct ||
+                         c.health == container_health::unreachable;
+    if (bad && !was_bad) stranded.assign(c.running.begin(), c.running.end());
     if (h != c.health) {
       spdlog::log(h == container_health::ready || h == container_health::busy ? spdlog::level::info
                                                                               : spdlog::level::warn,
@@ -358,6 +365,7 @@ asio::awaitable<void> container_pool::check_health(container& c) {
     c.health = h;
   }
   if (capacity) notify_capacity();
+  if (!stranded.empty() && on_unhealthy) on_unhealthy(c.id, h, std::move(stranded));
 }
 
 void container_pool::notify_capacity() {
@@ -430,6 +438,40 @@ bool container_pool::is_process(const std::string& container_id) {
     if (c->id == container_id) return c->process;
   }
   return false;
+}
+
+std::optional<container_snapshot> container_pool::find(const std::string& container_id) {
+  for (auto& c : snapshot()) {
+    if (c.id == container_id) return c;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> container_pool::version_of(const std::string& container_id) {
+  if (auto c = find(container_id)) return c->version_id;
+  return std::nullopt;
+}
+
+bool container_pool::has_alternative(const std::string& version, const std::string& except) {
+  std::lock_guard lock(mu_);
+  for (const auto& c : containers_) {
+    if (c->version_id != version || c->id == except || c->gone) continue;
+    if (c->health == container_health::ready || c->health == container_health::busy ||
+        c->health == container_health::starting || c->health == container_health::unknown) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>> container_pool::held(bool process_only) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::lock_guard lock(mu_);
+  for (const auto& c : containers_) {
+    if (process_only && !c->process) continue;
+    for (const auto& id : c->running) out.emplace_back(id, c->id);
+  }
+  return out;
 }
 
 std::vector<container_snapshot> container_pool::snapshot() {

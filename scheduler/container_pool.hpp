@@ -72,6 +72,12 @@ class container_pool {
   std::function<void(const std::string& container_id, std::vector<std::string> predictions)>
       on_lost;
 
+  // Called when a health check finds a container SETUP_FAILED, DEFUNCT or unreachable after it was
+  // in another state, with the predictions it holds. Set before start().
+  std::function<void(const std::string& container_id, container_health h,
+                     std::vector<std::string> predictions)>
+      on_unhealthy;
+
   // Free slots of ready containers, grouped by version: one container id per free slot.
   std::map<std::string, std::vector<std::string>> free_slots();
   // Takes a slot of `container_id` for a prediction; false when the container is gone.
@@ -83,6 +89,12 @@ class container_pool {
   // The container a prediction holds a slot of, if any.
   std::optional<std::string> holder(const std::string& prediction_id);
   bool is_process(const std::string& container_id);
+  std::optional<container_snapshot> find(const std::string& container_id);
+  std::optional<std::string> version_of(const std::string& container_id);
+  // Whether a container of `version` other than `except` is ready, busy or still starting.
+  bool has_alternative(const std::string& version, const std::string& except);
+  // The predictions held here, with their containers (only process containers', if asked).
+  std::vector<std::pair<std::string, std::string>> held(bool process_only);
 
   std::vector<container_snapshot> snapshot();
 

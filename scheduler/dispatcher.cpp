@@ -28,17 +28,18 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-struct applied_batch {
+// One transaction for a batch of updates: lock the rows, merge every update in arrival order,
+// write the changed rows with one statement, their webhook events and one notification.
+struct batch_result {
   std::vector<storage::prediction_row> rows;  // as written
   std::vector<std::string> unknown;           // ids not in the database
+  std::set<std::string> ended_by_cogwheel;    // made terminal by an update of cogwheel's own
   std::size_t stale = 0;                      // updates that changed nothing
 };
 
-// One transaction for a batch of updates: lock the rows, merge every update in arrival order,
-// write the changed rows with one statement, their webhook events and one notification.
-applied_batch apply_batch(pqxx::connection& c, const std::vector<cog_update>& batch,
-                          const std::string& public_url) {
-  applied_batch out;
+batch_result apply_batch(pqxx::connection& c, const std::vector<cog_update>& batch,
+                         const std::string& public_url) {
+  batch_result out;
   pqxx::work tx(c);
   std::vector<std::string> ids;
   ids.reserve(batch.size());
@@ -66,6 +67,7 @@ applied_batch apply_batch(pqxx::connection& c, const std::vector<cog_update>& ba
       ++out.stale;
       continue;
     }
+    if (!u.from_container && is_terminal(m.after.status)) out.ended_by_cogwheel.insert(u.id);
     it->second.current = std::move(m.after);
     it->second.events.insert(m.events.begin(), m.events.end());
     it->second.changed = true;
@@ -76,9 +78,9 @@ applied_batch apply_batch(pqxx::connection& c, const std::vector<cog_update>& ba
   }
   out.rows = storage::prediction_apply_many(tx, changes);
   std::vector<storage::delivery_new> deliveries;
-  std::vector<std::string> changed_ids;
+  std::vector<storage::prediction_note> notes;
   for (const auto& row : out.rows) {
-    changed_ids.push_back(row.id);
+    notes.push_back({row.id, row.status});
     const auto& events = by_id.at(row.id).events;
     if (events.empty() || !row.webhook) continue;
     const std::string payload = api::prediction_json(row, public_url).dump();
@@ -94,9 +96,23 @@ applied_batch apply_batch(pqxx::connection& c, const std::vector<cog_update>& ba
     }
   }
   storage::delivery_insert_many(tx, deliveries);
-  storage::prediction_notify_changed(tx, changed_ids);
+  storage::prediction_notify_notes(tx, notes);
   tx.commit();
+  std::erase_if(out.ended_by_cogwheel, [&](const std::string& id) {
+    return std::none_of(out.rows.begin(), out.rows.end(),
+                        [&](const auto& r) { return r.id == id; });
+  });
   return out;
+}
+
+// Whether a failure to apply is worth retrying as it is (the database is away, a deadlock, a
+// statement timeout) rather than a problem with the updates themselves.
+bool transient(const std::exception& e) {
+  if (dynamic_cast<const storage::unavailable*>(&e)) return true;
+  if (dynamic_cast<const pqxx::broken_connection*>(&e)) return true;
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e)) return true;
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e)) return true;
+  return std::string_view(e.what()).find("statement timeout") != std::string_view::npos;
 }
 
 std::string container_detail(const http::client_response& res) {
@@ -130,6 +146,8 @@ std::string container_detail(const http::client_response& res) {
 
 }  // namespace
 
+struct dispatcher::applied : batch_result {};
+
 dispatcher::dispatcher(asio::io_context& ioc, storage::database& db, container_pool& pool,
                        http::client& client, dispatcher_options opts)
     : ioc_(ioc),
@@ -148,6 +166,8 @@ void dispatcher::start() {
   pool_.on_lost = [this](const std::string& cid, std::vector<std::string> ids) {
     lost(cid, std::move(ids));
   };
+  pool_.on_unhealthy = [this](const std::string& cid, container_health h,
+                              std::vector<std::string> ids) { unhealthy(cid, h, std::move(ids)); };
   asio::co_spawn(wake_timer_.get_executor(), claim_loop(), asio::detached);
 }
 
@@ -156,13 +176,23 @@ void dispatcher::wake() {
   asio::post(wake_timer_.get_executor(), [this] { wake_timer_.cancel(); });
 }
 
-void dispatcher::changed(const std::vector<std::string>& ids) {
-  for (const auto& id : ids) {
-    if (pool_.holder(id)) {
-      cancel_check_ = true;
-      wake();
-      return;
+void dispatcher::changed(const std::vector<storage::prediction_note>& notes) {
+  bool check_cancels = false;
+  for (const auto& n : notes) {
+    const auto cid = pool_.holder(n.id);
+    if (!cid) continue;
+    if (n.note.empty() || n.note == "cancel") {
+      check_cancels = true;
+    } else if (is_terminal(n.note)) {
+      // Ended by another process: by cogwheel's own decision (the container may still run it),
+      // or by the container's update applied there (a cancel then finds nothing: harmless).
+      if (n.note != "succeeded") asio::co_spawn(ioc_, send_cancel(n.id, *cid), asio::detached);
+      pool_.release(n.id);
     }
+  }
+  if (check_cancels) {
+    cancel_check_ = true;
+    wake();
   }
 }
 
@@ -184,9 +214,7 @@ void dispatcher::stop(std::chrono::milliseconds grace) {
   while (in_flight() > 0 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (const auto left = in_flight(); left > 0) {
-    spdlog::warn("{} prediction(s) still running at shutdown: the reaper resolves them", left);
-  }
+  hand_over();
   // Wait for queued updates to be written, bounded.
   const auto flush_until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (;;) {
@@ -200,58 +228,13 @@ void dispatcher::stop(std::chrono::milliseconds grace) {
 }
 
 asio::awaitable<void> dispatcher::claim_loop() {
-  auto last_renew = std::chrono::steady_clock::now();
   bool db_warned = false;
   while (!stopping_) {
     bool more = false;
     try {
-      if (cancel_check_.exchange(false)) {
-        const std::string owner = opts_.owner;
-        auto work = [&owner](pqxx::connection& c) {
-          pqxx::read_transaction tx(c);
-          return storage::dispatch_cancels_pending(tx, owner, {});
-        };
-        auto pending = co_await db_.run(work);
-        for (auto& [id, cid] : pending) {
-          {
-            std::lock_guard lock(mu_);
-            if (!cancels_sent_.insert(id).second) continue;
-          }
-          asio::co_spawn(ioc_, send_cancel(id, cid), asio::detached);
-        }
-      }
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_renew > std::chrono::milliseconds(opts_.lease_ms / 3)) {
-        last_renew = now;
-        const std::string owner = opts_.owner;
-        const auto lease = opts_.lease_ms;
-        auto work = [&owner, lease](pqxx::connection& c) {
-          pqxx::work tx(c);
-          auto n = storage::dispatch_renew_leases(tx, owner, lease);
-          tx.commit();
-          return n;
-        };
-        co_await db_.run(work);
-        cancel_check_ = true;  // the polling fallback for cancels
-      }
-      for (auto& [version, slots] : pool_.free_slots()) {
-        if (stopping_) break;
-        if (slots.size() > opts_.max_claim) slots.resize(opts_.max_claim);
-        storage::claim_params p{version, slots, opts_.owner, opts_.lease_ms};
-        auto work = [&p](pqxx::connection& c) {
-          pqxx::work tx(c);
-          auto claimed = storage::dispatch_claim(tx, p);
-          tx.commit();
-          return claimed;
-        };
-        auto claimed = co_await db_.run(work);
-        for (auto& c : claimed) {
-          pool_.acquire(c.container_id, c.row.id);
-          asio::co_spawn(ioc_, send_put(std::move(c.row), std::move(c.container_id)),
-                         asio::detached);
-        }
-        if (!claimed.empty() && claimed.size() == p.slots.size()) more = true;
-      }
+      if (cancel_check_.exchange(false)) co_await forward_cancels();
+      co_await renew_leases();
+      co_await claim_free_slots(more);
       if (db_warned) spdlog::info("dispatcher: database reachable again");
       db_warned = false;
     } catch (const std::exception& e) {
@@ -266,6 +249,58 @@ asio::awaitable<void> dispatcher::claim_loop() {
     }
   }
   loop_done_ = true;
+}
+
+asio::awaitable<void> dispatcher::forward_cancels() {
+  const std::string owner = opts_.owner;
+  auto work = [&owner](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    return storage::dispatch_cancels_pending(tx, owner, {});
+  };
+  auto pending = co_await db_.run(work);
+  for (auto& [id, cid] : pending) {
+    {
+      std::lock_guard lock(mu_);
+      if (!cancels_sent_.insert(id).second) continue;
+    }
+    asio::co_spawn(ioc_, send_cancel(id, cid), asio::detached);
+  }
+}
+
+asio::awaitable<void> dispatcher::renew_leases() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_renew_ < std::chrono::milliseconds(opts_.lease_ms / 3)) co_return;
+  last_renew_ = now;
+  const std::string owner = opts_.owner;
+  const auto lease = opts_.lease_ms;
+  auto work = [&owner, lease](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto n = storage::dispatch_renew_leases(tx, owner, lease);
+    tx.commit();
+    return n;
+  };
+  co_await db_.run(work);
+  cancel_check_ = true;  // the polling fallback for cancels
+}
+
+asio::awaitable<void> dispatcher::claim_free_slots(bool& more) {
+  for (auto& [version, slots] : pool_.free_slots()) {
+    if (stopping_) break;
+    if (slots.size() > opts_.max_claim) slots.resize(opts_.max_claim);
+    storage::claim_params p{version, slots, opts_.owner, opts_.lease_ms};
+    auto work = [&p](pqxx::connection& c) {
+      pqxx::work tx(c);
+      auto claimed = storage::dispatch_claim(tx, p);
+      tx.commit();
+      return claimed;
+    };
+    auto claimed = co_await db_.run(work);
+    for (auto& c : claimed) {
+      pool_.acquire(c.container_id, c.row.id);
+      asio::co_spawn(ioc_, send_put(std::move(c.row), std::move(c.container_id)), asio::detached);
+    }
+    if (!claimed.empty() && claimed.size() == p.slots.size()) more = true;
+  }
 }
 
 asio::awaitable<void> dispatcher::send_put(storage::prediction_row row, std::string cid) {
@@ -321,7 +356,7 @@ asio::awaitable<void> dispatcher::send_put(storage::prediction_row row, std::str
   }
 }
 
-asio::awaitable<void> dispatcher::requeue(const std::string& id, const std::string& cid) {
+asio::awaitable<bool> dispatcher::requeue(const std::string& id, const std::string& cid) {
   pool_.release(id);
   auto work = [&id, &cid](pqxx::connection& c) {
     pqxx::work tx(c);
@@ -329,12 +364,14 @@ asio::awaitable<void> dispatcher::requeue(const std::string& id, const std::stri
     tx.commit();
     return ok;
   };
+  bool ok = false;
   try {
-    co_await db_.run(work);
+    ok = co_await db_.run(work);
   } catch (const std::exception& e) {
     spdlog::warn("prediction {}: cannot put it back in the queue: {}", id, e.what());
   }
   wake();
+  co_return ok;
 }
 
 asio::awaitable<void> dispatcher::send_cancel(std::string id, std::string cid) {
@@ -346,11 +383,7 @@ asio::awaitable<void> dispatcher::send_cancel(std::string id, std::string cid) {
   auto res = co_await client_.send(req);
   if (res.error.empty() && res.status == 404) {
     // Not running there (finished, or never started): a terminal update, if any, already came.
-    cog_update u;
-    u.id = id;
-    u.status = "canceled";
-    u.from_container = false;
-    ingest(std::move(u));
+    ingest(internal_update(id, "canceled"));
   } else if (!res.ok()) {
     spdlog::warn("prediction {}: cancel at {} failed ({}); will retry", id, cid, res.describe());
     std::lock_guard lock(mu_);
@@ -358,43 +391,8 @@ asio::awaitable<void> dispatcher::send_cancel(std::string id, std::string cid) {
   }
 }
 
-void dispatcher::lost(const std::string& cid, std::vector<std::string> ids) {
-  asio::co_spawn(ioc_, recover_lost(cid, std::move(ids)), asio::detached);
-}
-
-asio::awaitable<void> dispatcher::recover_lost(std::string cid, std::vector<std::string> ids) {
-  for (const auto& id : ids) {
-    // Not started there: back to the queue for another container. Started: it cannot finish.
-    // The failure is queued behind any update the container sent before it died, so a terminal
-    // update it did send wins.
-    auto work = [&id, &cid](pqxx::connection& c) {
-      pqxx::work tx(c);
-      const bool ok = storage::dispatch_requeue(tx, id, cid);
-      tx.commit();
-      return ok;
-    };
-    bool requeued = false;
-    try {
-      requeued = co_await db_.run(work);
-    } catch (const std::exception& e) {
-      spdlog::warn("prediction {}: {}", id, e.what());
-    }
-    if (!requeued) {
-      fail(id, "E8367",
-           "Prediction stopped in non-terminal state: its container (" + cid + ") exited");
-    }
-  }
-  wake();
-}
-
 void dispatcher::fail(const std::string& id, const std::string& code, const std::string& message) {
-  cog_update u;
-  u.id = id;
-  u.status = "failed";
-  u.error = message;
-  u.error_code = code;
-  u.from_container = false;
-  ingest(std::move(u));
+  ingest(internal_update(id, "failed", "", code, message));
 }
 
 void dispatcher::ingest(cog_update u) {
@@ -409,7 +407,6 @@ void dispatcher::ingest(cog_update u) {
 }
 
 asio::awaitable<void> dispatcher::flush_updates() {
-  int failures = 0;
   for (;;) {
     std::vector<cog_update> batch;
     {
@@ -426,53 +423,91 @@ asio::awaitable<void> dispatcher::flush_updates() {
         updates_.erase(updates_.begin(), end);
       }
     }
-    const std::string base = opts_.public_url;
-    auto work = [&batch, &base](pqxx::connection& c) { return apply_batch(c, batch, base); };
-    applied_batch result;
+    auto result = co_await apply_with_retry(batch);
+    after_applied(batch, result);
+  }
+}
+
+asio::awaitable<std::size_t> dispatcher::apply(std::vector<cog_update> updates) {
+  if (updates.empty()) co_return 0;
+  auto result = co_await apply_with_retry(updates);
+  after_applied(updates, result);
+  co_return result.rows.size();
+}
+
+// Applies a batch, never dropping an update the database could still take: transient failures
+// (the database away, a deadlock) are retried with backoff for as long as they last; a batch that
+// fails for another reason is applied one update at a time, and only an update that fails alone
+// for such a reason (a bug) is dropped, with an error.
+asio::awaitable<dispatcher::applied> dispatcher::apply_with_retry(std::vector<cog_update> batch) {
+  const std::string base = opts_.public_url;
+  auto backoff = std::chrono::milliseconds(100);
+  bool warned = false;
+  for (;;) {
     std::string error;
+    bool retry_as_is = false;
     try {
-      result = co_await db_.run(work);
-      failures = 0;
+      auto work = [&batch, &base](pqxx::connection& c) { return apply_batch(c, batch, base); };
+      applied out;
+      static_cast<batch_result&>(out) = co_await db_.run(work);
+      if (warned) spdlog::info("container updates are being applied again");
+      co_return out;
     } catch (const std::exception& e) {
       error = e.what();
+      retry_as_is = transient(e);
     }
-    if (!error.empty()) {
-      // Keep the updates (in order, ahead of newer ones) and retry, bounded.
-      if (++failures > 20) {
-        spdlog::error("dropping {} container update(s) after repeated failures: {}", batch.size(),
-                      error);
-        failures = 0;
-        continue;
+    if (!retry_as_is && batch.size() > 1) {
+      applied all;
+      for (auto& u : batch) {
+        std::vector<cog_update> single{u};  // named: no temporary inside co_await (GCC 12)
+        auto one = co_await apply_with_retry(std::move(single));
+        all.rows.insert(all.rows.end(), one.rows.begin(), one.rows.end());
+        all.unknown.insert(all.unknown.end(), one.unknown.begin(), one.unknown.end());
+        all.ended_by_cogwheel.insert(one.ended_by_cogwheel.begin(), one.ended_by_cogwheel.end());
+        all.stale += one.stale;
       }
-      spdlog::warn("cannot apply {} container update(s), retrying: {}", batch.size(), error);
-      {
-        std::lock_guard lock(mu_);
-        updates_.insert(updates_.begin(), std::make_move_iterator(batch.begin()),
-                        std::make_move_iterator(batch.end()));
-      }
-      asio::steady_timer t(ioc_, std::chrono::milliseconds(250));
-      co_await t.async_wait(use_tuple);
-      continue;
+      co_return all;
     }
-    for (const auto& row : result.rows) {
-      if (is_terminal(row.status)) {
-        pool_.release(row.id);
-        std::lock_guard lock(mu_);
-        cancels_sent_.erase(row.id);
-      }
+    if (!retry_as_is) {
+      spdlog::error("prediction {}: dropping an update the database refuses: {}",
+                    batch.empty() ? "" : batch.front().id, error);
+      co_return applied{};
     }
-    for (const auto& id : result.unknown) {
-      std::lock_guard lock(mu_);
-      if (ignored_logged_.size() < 10'000 && ignored_logged_.insert(id).second) {
-        spdlog::info("ignoring a container update for unknown prediction {}", id);
-      }
+    if (!warned) {
+      spdlog::warn(
+          "cannot apply {} container update(s), retrying until the database takes them: {}",
+          batch.size(), error);
+      warned = true;
     }
-    // Updates for predictions that ended elsewhere (stale terminal) free their slot too.
-    for (const auto& u : batch) {
-      if (is_terminal(u.status) && u.from_container) pool_.release(u.id);
-    }
-    if (on_applied && !result.rows.empty()) on_applied(result.rows);
+    asio::steady_timer t(ioc_, backoff);
+    co_await t.async_wait(use_tuple);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2'000));
   }
+}
+
+void dispatcher::after_applied(const std::vector<cog_update>& batch, const applied& result) {
+  for (const auto& row : result.rows) {
+    if (!is_terminal(row.status)) continue;
+    const auto cid = pool_.release(row.id);
+    // cogwheel ended it (a timeout, a deadline, a lost container): the container may still be
+    // running it, so tell it to stop.
+    if (cid && result.ended_by_cogwheel.contains(row.id)) {
+      asio::co_spawn(ioc_, send_cancel(row.id, *cid), asio::detached);
+    }
+    std::lock_guard lock(mu_);
+    cancels_sent_.erase(row.id);
+  }
+  for (const auto& id : result.unknown) {
+    std::lock_guard lock(mu_);
+    if (ignored_logged_.size() < 10'000 && ignored_logged_.insert(id).second) {
+      spdlog::info("ignoring a container update for unknown prediction {}", id);
+    }
+  }
+  // Updates for predictions that ended elsewhere (stale terminal) free their slot too.
+  for (const auto& u : batch) {
+    if (is_terminal(u.status) && u.from_container) pool_.release(u.id);
+  }
+  if (on_applied && !result.rows.empty()) on_applied(result.rows);
 }
 
 }  // namespace cogwheel::scheduler

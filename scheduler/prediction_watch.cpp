@@ -22,15 +22,7 @@ class receiver : public pqxx::notification_receiver {
   receiver(pqxx::connection_base& c, prediction_watch& watch)
       : pqxx::notification_receiver(c, storage::prediction_channel), watch_(watch) {}
   void operator()(const std::string& payload, int) override {
-    std::vector<std::string> ids;
-    std::size_t start = 0;
-    while (start <= payload.size()) {
-      auto comma = payload.find(',', start);
-      if (comma == std::string::npos) comma = payload.size();
-      if (comma > start) ids.push_back(payload.substr(start, comma - start));
-      start = comma + 1;
-    }
-    watch_.notify(ids);
+    watch_.notify(storage::prediction_notes_parse(payload));
   }
 
  private:
@@ -49,7 +41,7 @@ class queue_receiver : public pqxx::notification_receiver {
 
 }  // namespace
 
-void prediction_watch::set_hooks(ids_hook on_change, std::function<void()> on_queue) {
+void prediction_watch::set_hooks(notes_hook on_change, std::function<void()> on_queue) {
   std::lock_guard lock(hooks_mu_);
   on_change_ = std::move(on_change);
   on_queue_ = std::move(on_queue);
@@ -111,18 +103,18 @@ std::shared_ptr<prediction_watch::waiter> prediction_watch::subscribe(const std:
   return w;
 }
 
-void prediction_watch::notify(const std::vector<std::string>& ids) {
-  ids_hook hook;
+void prediction_watch::notify(const std::vector<storage::prediction_note>& notes) {
+  notes_hook hook;
   {
     std::lock_guard lock(hooks_mu_);
     hook = on_change_;
   }
-  if (hook) hook(ids);
+  if (hook) hook(notes);
   std::vector<std::shared_ptr<waiter>> woken;
   {
     std::lock_guard lock(mu_);
-    for (const auto& id : ids) {
-      auto [begin, end] = waiters_.equal_range(id);
+    for (const auto& n : notes) {
+      auto [begin, end] = waiters_.equal_range(n.id);
       for (auto it = begin; it != end; ++it) {
         if (auto w = it->second.lock()) woken.push_back(std::move(w));
       }

@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "storage/outbox.hpp"
+
 namespace cogwheel::scheduler {
 
 class prediction_watch {
@@ -29,16 +31,17 @@ class prediction_watch {
   // Subscribe before reading the state you wait on, so that no change slips between the two.
   std::shared_ptr<waiter> subscribe(const std::string& id, boost::asio::any_io_executor ex);
 
-  // Wakes the waiters of these ids (also called by the listener for what it hears).
-  void notify(const std::vector<std::string>& ids);
+  // Wakes the waiters of these predictions (also called by the listener for what it hears).
+  void notify(const std::vector<storage::prediction_note>& notes);
   void notify_all();
 
   bool listening() const { return listening_; }
 
-  // Hooks for the dispatcher, called on the listener thread (keep them short): the ids of changed
-  // predictions, and "new work was queued" (storage::queue_channel, or a reconnect).
-  using ids_hook = std::function<void(const std::vector<std::string>&)>;
-  void set_hooks(ids_hook on_change, std::function<void()> on_queue);
+  // Hooks for the dispatcher, called on the listener thread (keep them short): the changed
+  // predictions with their notes (storage::prediction_channel), and "new work was queued"
+  // (storage::queue_channel, or a reconnect).
+  using notes_hook = std::function<void(const std::vector<storage::prediction_note>&)>;
+  void set_hooks(notes_hook on_change, std::function<void()> on_queue);
   void queued();  // calls the queue hook
 
  private:
@@ -48,7 +51,7 @@ class prediction_watch {
   std::mutex mu_;
   std::unordered_multimap<std::string, std::weak_ptr<waiter>> waiters_;
   std::mutex hooks_mu_;
-  ids_hook on_change_;
+  notes_hook on_change_;
   std::function<void()> on_queue_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> listening_{false};

@@ -172,6 +172,8 @@ class handlers {
     row.webhook = req.webhook;
     row.webhook_events_filter = req.webhook_events_filter;
     row.deadline = deadline;
+    row.start_timeout_ms = target->start_timeout.count();
+    row.run_timeout_ms = target->run_timeout.count();
     if (idempotency_key) {
       row.idempotency_key = idempotency_key;
       row.idempotency_sha256 = api::request_fingerprint(

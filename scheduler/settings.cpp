@@ -77,6 +77,21 @@ const std::vector<option_def>& option_defs() {
        "Lease on dispatched work, renewed while this process lives; after it runs out another "
        "process may take the work over, in milliseconds.",
        for_serve, member(&settings::lease_ms)},
+      {"--reaper-interval-ms", "COGWHEEL_REAPER_INTERVAL_MS", "1000",
+       "How often the maintenance leader looks for deadlines, timeouts, lapsed leases and "
+       "retention work, in milliseconds.",
+       for_serve, member(&settings::reaper_interval_ms)},
+      {"--leader-lease-ms", "COGWHEEL_LEADER_LEASE_MS", "15000",
+       "Lease of the maintenance leadership (one serve process at a time runs the reaper); "
+       "another process takes over this long after the leader dies, in milliseconds.",
+       for_serve, member(&settings::leader_lease_ms)},
+      {"--data-retention", "COGWHEEL_DATA_RETENTION", "3600",
+       "Seconds after a prediction ends until its input, output, logs and files are removed "
+       "(data_removed); 0 keeps them.",
+       for_serve, member(&settings::data_retention_s)},
+      {"--row-retention", "COGWHEEL_ROW_RETENTION", "2592000",
+       "Seconds after a prediction ends until its row is deleted (30 days); 0 keeps rows.",
+       for_serve, member(&settings::row_retention_s)},
       {"--log-level", "COGWHEEL_LOG_LEVEL", "info", "One of trace, debug, info, warn, error, off.",
        for_database,
        [](CLI::App& app, settings& s, const option_def& d) {
@@ -110,6 +125,14 @@ void validate(const settings& s) {
   require(s.health_interval_ms >= 10 && s.health_interval_ms <= 600'000,
           "--health-interval-ms must be 10 to 600000");
   require(s.lease_ms >= 1'000, "--lease-ms must be at least 1000");
+  require(s.reaper_interval_ms >= 10, "--reaper-interval-ms must be at least 10");
+  require(s.leader_lease_ms >= 2 * s.reaper_interval_ms,
+          "--leader-lease-ms must be at least twice --reaper-interval-ms");
+  require(s.data_retention_s >= 0, "--data-retention must be >= 0 (0: keep)");
+  require(s.row_retention_s >= 0, "--row-retention must be >= 0 (0: keep)");
+  require(
+      s.row_retention_s == 0 || s.data_retention_s == 0 || s.row_retention_s >= s.data_retention_s,
+      "--row-retention must not be shorter than --data-retention");
   require(s.container_token.empty() || s.container_token.size() >= 16,
           "--container-token must be at least 16 characters");
 }

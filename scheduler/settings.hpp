@@ -29,6 +29,10 @@ struct settings {
   int file_url_ttl_s = 3'600;
   int health_interval_ms = 1'000;
   int lease_ms = 30'000;
+  int reaper_interval_ms = 1'000;
+  int leader_lease_ms = 15'000;
+  int data_retention_s = 3'600;       // 0: keep
+  int row_retention_s = 30 * 86'400;  // 0: keep
   bool operator==(const settings&) const = default;
 };
 

@@ -23,7 +23,28 @@ std::string appended(const std::string& before, const std::string& after) {
   return after;
 }
 
+int status_rank(const std::string& status) {
+  if (status == "starting") return 0;
+  if (status == "processing") return 1;
+  return 2;
+}
+
+std::size_t output_items(const std::string& output_json) {
+  const json v = json::parse(output_json, nullptr, false);
+  if (v.is_array()) return v.size();
+  if (v.is_string()) return v.get_ref<const std::string&>().size();
+  return v.is_null() || v.is_discarded() ? 0 : 1;
+}
+
 }  // namespace
+
+bool is_older(const storage::prediction_row& row, const storage::prediction_row& than) {
+  const int a = status_rank(row.status), b = status_rank(than.status);
+  if (a != b) return a < b;
+  // The same phase: running output and logs only grow.
+  return row.logs.size() < than.logs.size() ||
+         output_items(row.output_json) < output_items(than.output_json);
+}
 
 std::vector<sse_event> derive_events(const storage::prediction_row* before,
                                      const storage::prediction_row& after) {
@@ -51,7 +72,9 @@ std::vector<sse_event> derive_events(const storage::prediction_row* before,
   }
   const bool was_terminal = before && is_terminal(before->status);
   if (is_terminal(after.status) && !was_terminal) {
-    if (after.status == "failed") out.push_back({0, "error", after.error.value_or("failed")});
+    if (after.status == "failed") {
+      out.push_back({0, "error", json{{"detail", after.error.value_or("failed")}}.dump()});
+    }
     std::string done = "{}";
     if (after.status == "failed") done = R"({"reason":"error"})";
     if (after.status == "canceled" || after.status == "aborted") done = R"({"reason":"canceled"})";
@@ -63,24 +86,28 @@ std::vector<sse_event> derive_events(const storage::prediction_row* before,
 std::string format_event(const sse_event& e, std::int64_t seconds) {
   std::string out =
       "id: " + std::to_string(seconds) + ":" + std::to_string(e.seq) + "\nevent: " + e.event + "\n";
+  // One data line per line of the text; SSE clients end a line at CRLF, LF or a lone CR (which
+  // progress bars print), so all three split here.
   std::size_t start = 0;
   for (;;) {
-    const auto nl = e.data.find('\n', start);
-    out += "data: " + e.data.substr(start, nl == std::string::npos ? nl : nl - start) + "\n";
-    if (nl == std::string::npos) break;
-    start = nl + 1;
+    const auto end = e.data.find_first_of("\r\n", start);
+    out += "data: " + e.data.substr(start, end == std::string::npos ? end : end - start) + "\n";
+    if (end == std::string::npos) break;
+    start = end + (e.data.compare(end, 2, "\r\n") == 0 ? 2 : 1);
   }
   out += "\n";
   return out;
 }
 
 std::uint64_t parse_last_event_id(std::string_view id) {
+  const auto number = [](std::string_view digits, std::uint64_t& value) {
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    return !digits.empty() && ec == std::errc{} && p == digits.data() + digits.size();
+  };
   const auto colon = id.find(':');
   if (colon == std::string_view::npos) return 0;
-  const auto digits = id.substr(colon + 1);
-  std::uint64_t seq = 0;
-  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
-  if (ec != std::errc{} || p != digits.data() + digits.size()) return 0;
+  std::uint64_t seconds = 0, seq = 0;
+  if (!number(id.substr(0, colon), seconds) || !number(id.substr(colon + 1), seq)) return 0;
   return seq;
 }
 
@@ -103,6 +130,7 @@ void stream_hub::feed(const storage::prediction_row& row) {
   if (it == tracked_.end()) return;
   auto& t = it->second;
   if (is_terminal(t.last.status)) return;  // ended: nothing follows `done`
+  if (is_older(row, t.last)) return;       // a state read before the newest one fed
   auto events = derive_events(&t.last, row);
   for (auto& e : events) {
     e.seq = t.events.size() + 1;

@@ -27,6 +27,9 @@ struct sse_event {
 std::vector<sse_event> derive_events(const storage::prediction_row* before,
                                      const storage::prediction_row& after);
 
+// Whether `row` is an earlier state than `than` (a lower phase, or shorter output or logs).
+bool is_older(const storage::prediction_row& row, const storage::prediction_row& than);
+
 // "id: <seconds>:<seq>\nevent: <event>\ndata: <line>\n...\n\n"
 std::string format_event(const sse_event& e, std::int64_t seconds);
 

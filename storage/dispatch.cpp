@@ -56,7 +56,8 @@ SET dispatched_at = now(), container_id = slots.cid, attempt = p.attempt + 1,
     lease_owner = $4, lease_expires_at = now() + $5 * interval '1 millisecond', updated_at = now()
 FROM picked JOIN slots USING (ord)
 WHERE p.id = picked.pid
-RETURNING )") + prediction_columns + ", p.container_id";
+RETURNING )") + prediction_columns +
+                                 ", p.container_id";
   // prediction_columns are unqualified: the joined relations use other column names.
   auto result = tx.exec_params(sql, p.version_id, static_cast<std::int64_t>(p.slots.size()),
                                text_array(p.slots), p.owner, p.lease_ms);
@@ -128,6 +129,8 @@ SET status = u.u_status,
     error = u.u_error,
     error_code = u.u_error_code,
     started_at = CASE WHEN u.u_started THEN coalesce(p.started_at, now()) ELSE p.started_at END,
+    run_by = CASE WHEN u.u_started AND p.started_at IS NULL AND p.run_timeout_ms IS NOT NULL
+                  THEN now() + p.run_timeout_ms * interval '1 millisecond' ELSE p.run_by END,
     completed_at = CASE WHEN u.u_completed THEN now() ELSE NULL END,
     metrics = CASE WHEN u.u_completed
                    THEN coalesce(u.u_metrics::jsonb, '{}'::jsonb) || jsonb_build_object(
@@ -157,10 +160,13 @@ std::optional<prediction_row> prediction_get_by_id(pqxx::transaction_base& tx,
 
 std::size_t dispatch_renew_leases(pqxx::transaction_base& tx, const std::string& owner,
                                   std::int64_t lease_ms) {
+  // Rows another transaction holds (an update being applied) are skipped rather than waited
+  // for, and in id order like every multi-row lock here: no deadlock with update batches. A
+  // skipped row is renewed next time, well before its lease runs out.
   auto r = tx.exec_params(
       "UPDATE predictions SET lease_expires_at = now() + $2 * interval '1 millisecond' "
-      "WHERE lease_owner = $1 AND dispatched_at IS NOT NULL AND status IN ('starting', "
-      "'processing')",
+      "WHERE id IN (SELECT id FROM predictions WHERE lease_owner = $1 AND dispatched_at IS NOT "
+      "NULL AND status IN ('starting', 'processing') ORDER BY id FOR UPDATE SKIP LOCKED)",
       owner, lease_ms);
   return static_cast<std::size_t>(r.affected_rows());
 }
@@ -172,7 +178,8 @@ std::vector<std::pair<std::string, std::string>> dispatch_cancels_pending(
       "SELECT id, container_id FROM predictions WHERE cancel_requested_at IS NOT NULL "
       "AND status IN ('starting', 'processing') AND lease_owner = $1 AND container_id IS NOT NULL "
       "AND ($2::jsonb IS NULL OR id IN (SELECT jsonb_array_elements_text($2::jsonb)))",
-      owner, ids.empty() ? std::optional<std::string>{} : std::optional<std::string>{text_array(ids)});
+      owner,
+      ids.empty() ? std::optional<std::string>{} : std::optional<std::string>{text_array(ids)});
   for (const auto& r : result) out.emplace_back(r[0].as<std::string>(), r[1].as<std::string>());
   return out;
 }

@@ -50,10 +50,11 @@ struct prediction_change {
   prediction_row after;  // status, output_json, logs, error, error_code, metrics_json,
                          // started_at, completed_at are written
 };
-// Applies changes with one statement; returns the rows as updated (timestamps and metrics.total_time
-// come from the database clock). A row whose status moved on is left alone and absent.
+// Applies changes with one statement; returns the rows as updated (timestamps and
+// metrics.total_time come from the database clock). A row whose status moved on is left alone and
+// absent.
 std::vector<prediction_row> prediction_apply_many(pqxx::transaction_base& tx,
-                                               const std::vector<prediction_change>& changes);
+                                                  const std::vector<prediction_change>& changes);
 
 // A prediction by id, whichever tenant it belongs to (the dispatcher and streams).
 std::optional<prediction_row> prediction_get_by_id(pqxx::transaction_base& tx,

@@ -23,7 +23,9 @@ void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery
       batch.dump());
 }
 
-void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std::string>& ids) {
+namespace {
+
+void notify_entries(pqxx::transaction_base& tx, const std::vector<std::string>& entries) {
   constexpr std::size_t max_payload = 7900;  // NOTIFY payloads must stay under 8000 bytes
   std::string payload;
   auto flush = [&] {
@@ -31,12 +33,46 @@ void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std
     tx.exec_params("SELECT pg_notify($1, $2)", std::string(prediction_channel), payload);
     payload.clear();
   };
-  for (const auto& id : ids) {
-    if (payload.size() + id.size() + 1 > max_payload) flush();
+  for (const auto& e : entries) {
+    if (payload.size() + e.size() + 1 > max_payload) flush();
     if (!payload.empty()) payload.push_back(',');
-    payload += id;
+    payload += e;
   }
   flush();
+}
+
+}  // namespace
+
+void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std::string>& ids) {
+  notify_entries(tx, ids);
+}
+
+void prediction_notify_notes(pqxx::transaction_base& tx,
+                             const std::vector<prediction_note>& notes) {
+  std::vector<std::string> entries;
+  entries.reserve(notes.size());
+  for (const auto& n : notes) entries.push_back(n.note.empty() ? n.id : n.id + ":" + n.note);
+  notify_entries(tx, entries);
+}
+
+std::vector<prediction_note> prediction_notes_parse(const std::string& payload) {
+  std::vector<prediction_note> out;
+  std::size_t start = 0;
+  while (start < payload.size()) {
+    auto comma = payload.find(',', start);
+    if (comma == std::string::npos) comma = payload.size();
+    if (comma > start) {
+      const std::string entry = payload.substr(start, comma - start);
+      const auto colon = entry.find(':');
+      if (colon == std::string::npos) {
+        out.push_back({entry, ""});
+      } else {
+        out.push_back({entry.substr(0, colon), entry.substr(colon + 1)});
+      }
+    }
+    start = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace cogwheel::storage

@@ -19,9 +19,17 @@ struct delivery_new {
 
 void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows);
 
-// The NOTIFY channel on which every change of a prediction's state is announced, payload a
-// comma-separated list of prediction ids (one notification per batch, split to fit NOTIFY's limit).
+// The NOTIFY channel on which every change of a prediction's state is announced: a comma-separated
+// list of entries "<id>" or "<id>:<note>", where the note is the new status, or "cancel" for a
+// cancel the API asked for (one notification per batch, split to fit NOTIFY's limit).
 inline constexpr const char* prediction_channel = "cogwheel_predictions";
 void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std::string>& ids);
+struct prediction_note {
+  std::string id;
+  std::string note;  // a status, or "cancel"
+};
+void prediction_notify_notes(pqxx::transaction_base& tx, const std::vector<prediction_note>& notes);
+// The entries of a payload of prediction_channel (note "" when an entry has none).
+std::vector<prediction_note> prediction_notes_parse(const std::string& payload);
 
 }  // namespace cogwheel::storage

@@ -1,10 +1,10 @@
 #include "storage/predictions.hpp"
 
 #include <algorithm>
-
-#include "storage/prediction_columns.hpp"
 #include <nlohmann/json.hpp>
 #include <unordered_map>
+
+#include "storage/prediction_columns.hpp"
 
 namespace cogwheel::storage {
 
@@ -80,6 +80,8 @@ nlohmann::json to_json(const prediction_new& p, std::size_t ord) {
   if (p.webhook) j["webhook"] = *p.webhook;
   if (p.webhook_events_filter) j["webhook_events_filter"] = *p.webhook_events_filter;
   if (p.deadline) j["deadline_us"] = *p.deadline;
+  j["start_timeout_ms"] = p.start_timeout_ms;
+  j["run_timeout_ms"] = p.run_timeout_ms;
   if (p.idempotency_key) {
     j["idempotency_key"] = *p.idempotency_key;
     j["idempotency_hex"] = hex(p.idempotency_sha256.value_or(""));
@@ -91,15 +93,18 @@ nlohmann::json to_json(const prediction_new& p, std::size_t ord) {
 // idempotency key is taken is skipped here and resolved by resolve_taken_keys().
 const std::string insert_sql = std::string(R"(
 INSERT INTO predictions (id, token_id, model, version_id, deployment, input, webhook,
-                         webhook_events_filter, deadline, idempotency_key, idempotency_sha256)
+                         webhook_events_filter, deadline, start_by, run_timeout_ms,
+                         idempotency_key, idempotency_sha256)
 SELECT r.id, r.token_id, r.model, r.version_id, r.deployment, r.input, r.webhook,
        r.webhook_events_filter,
        CASE WHEN r.deadline_us IS NULL THEN NULL
             ELSE timestamptz 'epoch' + r.deadline_us * interval '1 microsecond' END,
+       now() + r.start_timeout_ms * interval '1 millisecond', r.run_timeout_ms,
        r.idempotency_key, decode(r.idempotency_hex, 'hex')
 FROM jsonb_to_recordset($1::jsonb) AS r(ord int, id text, token_id bigint, model text,
      version_id text, deployment text, input jsonb, webhook text, webhook_events_filter text[],
-     deadline_us bigint, idempotency_key text, idempotency_hex text)
+     deadline_us bigint, start_timeout_ms bigint, run_timeout_ms bigint, idempotency_key text,
+     idempotency_hex text)
 ORDER BY r.ord
 ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING )") + prediction_columns;
@@ -158,9 +163,9 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
 
 std::optional<prediction_row> prediction_get(pqxx::transaction_base& tx, std::int64_t token_id,
                                              std::string_view id) {
-  auto r = tx.exec_params(
-      std::string("SELECT ") + prediction_columns + " FROM predictions WHERE token_id = $1 AND id = $2",
-      token_id, std::string(id));
+  auto r = tx.exec_params(std::string("SELECT ") + prediction_columns +
+                              " FROM predictions WHERE token_id = $1 AND id = $2",
+                          token_id, std::string(id));
   if (r.empty()) return std::nullopt;
   return prediction_from_row(r[0]);
 }

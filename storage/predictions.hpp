@@ -44,6 +44,8 @@ struct prediction_new {
   std::optional<std::string> webhook;
   std::optional<std::vector<std::string>> webhook_events_filter;
   std::optional<micros> deadline;
+  std::int64_t start_timeout_ms = 600'000;  // it must start within this (start_by)
+  std::int64_t run_timeout_ms = 1'800'000;  // once started, it may run this long (run_by)
   std::optional<std::string> idempotency_key;
   std::optional<std::string> idempotency_sha256;  // 32 raw bytes of the request's fingerprint
 };
