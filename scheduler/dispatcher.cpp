@@ -243,7 +243,9 @@ asio::awaitable<void> dispatcher::claim_loop() {
     }
     if (more) continue;
     if (!wake_pending_.exchange(false)) {
-      wake_timer_.expires_after(opts_.poll_interval);
+      // Wake for the polling fallback, and in time to renew the leases (a third of their life).
+      wake_timer_.expires_after(
+          std::min(opts_.poll_interval, std::chrono::milliseconds(opts_.lease_ms / 3)));
       co_await wake_timer_.async_wait(use_tuple);
       wake_pending_ = false;
     }
@@ -320,10 +322,11 @@ asio::awaitable<void> dispatcher::send_put(storage::prediction_row row, std::str
   req.total_timeout = opts_.put_timeout;
   auto res = co_await client_.send(req);
   if (!res.error.empty()) {
-    pool_.mark(cid, container_health::unreachable);
     // Refused or unresolvable: the container never got it. Otherwise it may have: leave it
-    // dispatched, for its updates or the reaper.
+    // dispatched, for its updates, or for the next health check to find the container gone (then
+    // it goes back to the queue or fails with E8765), or for the start timeout.
     if (res.error.starts_with("cannot connect") || res.error.starts_with("cannot resolve")) {
+      pool_.mark(cid, container_health::unreachable);
       spdlog::warn("prediction {}: container {} unreachable ({}); back to the queue", row.id, cid,
                    res.error);
       co_await requeue(row.id, cid);

@@ -76,6 +76,19 @@ asio::awaitable<takeover_counts> dispatcher::take_over(
   takeover_counts counts;
   std::vector<cog_update> failures;
   for (const auto& l : lapsed) {
+    if (l.lease_owner == opts_.owner) {
+      // Our own lease lapsed (renewals were late, e.g. the database was away): still ours.
+      const std::string owner = opts_.owner;
+      const auto lease = opts_.lease_ms;
+      auto renew = [&l, &owner, lease](pqxx::connection& conn) {
+        pqxx::work tx(conn);
+        const bool ok = storage::prediction_adopt(tx, l.id, l.container_id, owner, lease);
+        tx.commit();
+        return ok;
+      };
+      co_await db_.run(renew);
+      continue;
+    }
     const auto c = pool_.find(l.container_id);
     const bool reachable =
         c && c->runtime == "static" &&

@@ -8,6 +8,7 @@
 #include "tests/support/cogwheel.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/pg.hpp"
+#include "tests/support/predictions.hpp"
 
 using namespace cogwheel;
 using namespace std::chrono_literals;
@@ -43,66 +44,30 @@ struct dispatch_fixture {
     return a;
   }
 
-  test::header_list auth(test::header_list more = {}) const {
-    more.emplace_back("Authorization", "Bearer " + token);
-    return more;
-  }
+  test::prediction_client api{schema.conninfo(), token, server.port(), [this] { return log(); }};
+
+  test::header_list auth(test::header_list more = {}) const { return api.auth(std::move(more)); }
   json create(const json& input, test::header_list headers = {}) {
-    const json body = {{"version", test::echo_version}, {"input", input}};
-    auto r = client.post("/v1/predictions", body.dump(), auth(std::move(headers)));
-    INFO(r.body);
-    REQUIRE((r.status == 201 || r.status == 202));
-    return r.json();
+    return api.create(input, std::move(headers));
   }
-  json get(const std::string& id) {
-    auto r = client.get("/v1/predictions/" + id, auth());
-    INFO(r.body);
-    REQUIRE(r.status == 200);
-    return r.json();
+  json get(const std::string& id) { return api.get(id); }
+  json wait_for(const std::string& id, const std::function<bool(const json&)>& done,
+                std::chrono::milliseconds timeout = 20s) {
+    return api.wait_for(id, done, timeout);
   }
-  // Polls the prediction until `done` holds (fails the test after `timeout`).
-  template <class Pred>
-  json wait_for(const std::string& id, Pred done, std::chrono::milliseconds timeout = 20s) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    json p;
-    do {
-      p = get(id);
-      if (done(p)) return p;
-      std::this_thread::sleep_for(10ms);
-    } while (std::chrono::steady_clock::now() < until);
-    FAIL("prediction " << id << " did not reach the expected state: " << p.dump() << "\n"
-                       << server.process().output());
-    return p;
+  json wait_status(const std::string& id, const std::string& status) {
+    return api.wait_status(id, status);
   }
-  json wait_status(const std::string& id, const std::string& status,
-                   std::chrono::milliseconds timeout = 20s) {
-    return wait_for(
-        id, [&](const json& p) { return p["status"] == status; }, timeout);
-  }
-  // A column of the stored prediction.
   pqxx::row stored(const std::string& id, const std::string& columns) {
-    pqxx::connection c(schema.conninfo());
-    pqxx::read_transaction tx(c);
-    return tx.exec_params1("SELECT " + columns + " FROM predictions WHERE id = $1", id);
+    return api.stored(id, columns);
   }
   test::http_result update(const json& body, const std::string& bearer = container_token) {
     test::header_list h;
     if (!bearer.empty()) h.emplace_back("Authorization", "Bearer " + bearer);
     return client.post("/internal/cog/webhook", body.dump(), h);
   }
-  std::string log() const { return const_cast<test::cogwheel_server&>(server).process().output(); }
+  std::string log() { return server.process().output(); }
 };
-
-bool terminal(const json& p) {
-  const auto s = p["status"].get<std::string>();
-  return s == "succeeded" || s == "failed" || s == "canceled" || s == "aborted";
-}
-
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 // The path and query of an absolute URL on the server.
 std::string target_of(const std::string& url, const std::string& base) {
@@ -146,7 +111,7 @@ TEST_CASE("generator outputs and logs arrive while running and all are kept", "[
   });
   CHECK(partial["output"][0] == "out-0");
   CHECK(partial["logs"].get<std::string>().starts_with("log line 0\n"));
-  auto done = f.wait_for(id, terminal);
+  auto done = f.wait_for(id, test::is_terminal);
   CHECK(done["status"] == "succeeded");
   CHECK(done["output"] == json::array({"out-0", "out-1", "out-2", "out-3"}));
   CHECK(done["logs"] == "log line 0\nlog line 1\nlog line 2\nlog line 3\n");
@@ -187,7 +152,7 @@ TEST_CASE("exit 137 is E1001 and the process runtime restarts the container", "[
 
   // The container died; cogwheel starts a new one and the next prediction runs there.
   auto next = f.create({{"prompt", "again"}});
-  auto done = f.wait_for(next["id"], terminal);
+  auto done = f.wait_for(next["id"], test::is_terminal);
   CHECK(done["status"] == "succeeded");
   CHECK(done["output"] == "again");
   const auto second = f.stored(next["id"], "container_id")[0].as<std::string>();
@@ -202,7 +167,7 @@ TEST_CASE("cancel reaches the container of a running prediction", "[e2e][dispatc
   f.wait_status(id, "processing");
   auto r = f.client.post("/v1/predictions/" + id + "/cancel", "", f.auth());
   REQUIRE(r.status == 200);
-  auto done = f.wait_for(id, terminal);
+  auto done = f.wait_for(id, test::is_terminal);
   CHECK(done["status"] == "canceled");
   CHECK(done["error"].is_null());
   CHECK(done["completed_at"].is_string());
@@ -245,8 +210,8 @@ TEST_CASE("a container that answers 409 gets the prediction back in the queue", 
 
   auto a = f.create({{"sleep_ms", 300}, {"prompt", "a"}});
   auto b = f.create({{"sleep_ms", 300}, {"prompt", "b"}});
-  auto da = f.wait_for(a["id"], terminal);
-  auto db = f.wait_for(b["id"], terminal);
+  auto da = f.wait_for(a["id"], test::is_terminal);
+  auto db = f.wait_for(b["id"], test::is_terminal);
   CHECK(da["status"] == "succeeded");
   CHECK(db["status"] == "succeeded");
   CHECK(da["output"] == "a");
@@ -331,7 +296,7 @@ TEST_CASE("container updates are forward-only; bad ones are refused", "[e2e][dis
     CHECK(f.update(unknown).status == 200);
     CHECK(f.update(unknown).status == 200);
     settle();
-    CHECK(count_of(f.log(), "unknown prediction 0000000000000000000000000z") == 1);
+    CHECK(test::count_of(f.log(), "unknown prediction 0000000000000000000000000z") == 1);
   }
 }
 
@@ -374,7 +339,7 @@ TEST_CASE("a file that cannot be stored fails the prediction with E9825", "[e2e]
   std::ofstream(not_a_dir) << "x";
   dispatch_fixture f({}, {"--files-dir", not_a_dir});
   auto p = f.create({{"upload", "out.bin"}, {"content", "bytes"}});
-  auto done = f.wait_for(p["id"], terminal);
+  auto done = f.wait_for(p["id"], test::is_terminal);
   INFO(done.dump());
   CHECK(done["status"] == "failed");
   CHECK(done["error_code"] == "E9825");
@@ -407,7 +372,7 @@ TEST_CASE("urls.stream serves Server-Sent Events and resumes from Last-Event-ID"
   CHECK(o0 < o1);
   CHECK(o1 < o2);
   CHECK(o2 < done);
-  CHECK(count_of(r.body, "event: output\n") == 3);
+  CHECK(test::count_of(r.body, "event: output\n") == 3);
 
   // Resume after the second event: only what follows it.
   const auto second_id_at = r.body.rfind("id: ", o1);

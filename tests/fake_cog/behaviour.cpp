@@ -113,6 +113,8 @@ std::variant<plan, std::vector<field_error>> parse_plan(const json& input) {
   p.fail = string_field(input, "fail", errors);
   p.exit_137 = bool_field(input, "exit_137", errors).value_or(false);
   p.hang = bool_field(input, "hang", errors).value_or(false);
+  p.start_delay_ms =
+      integer_field(input, "start_delay_ms", 24LL * 3600 * 1000, errors).value_or(0);
   p.upload = string_field(input, "upload", errors);
   auto content = string_field(input, "content", errors);
 
@@ -347,6 +349,8 @@ json openapi_document() {
       {"fail", string("Fail", "End failed with this error")},
       {"exit_137", boolean("Exit 137", "The model process dies (exit code 137)")},
       {"hang", boolean("Hang", "Never finish until canceled")},
+      {"start_delay_ms",
+       integer("Start Delay Ms", "Stay starting this long before starting (cancellable)")},
       {"upload", string("Upload", "Output a file of this name, uploaded to --upload-url")},
       {"content", string("Content", "The uploaded file's content")},
       {"behaviour",

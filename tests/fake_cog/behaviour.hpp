@@ -23,7 +23,8 @@ struct field_error {
 // {"detail": [{"loc", "msg", "type"}, ...]}
 nlohmann::json validation_body(const std::vector<field_error>& errors);
 
-// What a prediction does, chosen by its input. The steps run in this order: `max(logs, outputs)`
+// What a prediction does, chosen by its input. After `start_delay_ms` (in `starting`), the steps
+// run in this order: `max(logs, outputs)`
 // steps (each waits `interval_ms`, then appends log line i and/or output item i), then `sleep_ms`,
 // then `hang` (until canceled), then the ending: exit_137, fail, upload or success.
 struct plan {
@@ -37,6 +38,9 @@ struct plan {
   bool hang = false;
   std::optional<std::string> upload;  // file name
   std::string content;                // the uploaded file's bytes
+  // Accepted but held in `starting` this long before it starts (the 202 says "starting" and the
+  // start webhook comes later), as a container that queues work does.
+  std::int64_t start_delay_ms = 0;
 
   bool generator() const { return outputs.has_value(); }
   std::int64_t steps() const { return std::max(logs, outputs.value_or(0)); }

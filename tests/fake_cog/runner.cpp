@@ -153,8 +153,13 @@ asio::awaitable<runner::create_result> runner::create(prediction_request req, bo
   active_.emplace(id, p);
   spdlog::info("prediction {} started: input {}", id, s.input.dump());
 
-  // Cog 0.9 sends the start webhook before it answers the request.
-  co_await p->hooks.send(ev_start, webhook_json(s));
+  // Cog 0.9 sends the start webhook before it answers the request. A delayed start stays
+  // `starting` and sends it when it starts (run()).
+  if (p->req.behaviour.start_delay_ms > 0) {
+    s.status = "starting";
+  } else {
+    co_await p->hooks.send(ev_start, webhook_json(s));
+  }
 
   result.outcome = create_result::kind::started;
   result.state = full_json(s);
@@ -244,6 +249,14 @@ asio::awaitable<void> runner::run(std::shared_ptr<prediction> p) {
   auto& s = p->state;
   auto canceled = [&] { return p->cancel_requested || stopping_; };
   bool ok = true;
+  if (pl.start_delay_ms > 0) {
+    ok = co_await pause(*p, std::chrono::milliseconds(pl.start_delay_ms));
+    if (ok && !canceled()) {
+      s.status = "processing";
+      s.started_at = std::chrono::system_clock::now();
+      co_await p->hooks.send(ev_start, webhook_json(s));
+    }
+  }
   if (pl.generator()) s.output = json::array();
   for (std::int64_t i = 0; ok && i < pl.steps(); ++i) {
     if (pl.interval_ms > 0) ok = co_await pause(*p, std::chrono::milliseconds(pl.interval_ms));

@@ -73,8 +73,9 @@ std::vector<std::string> serve_args(unsigned short port, std::vector<std::string
 }  // namespace
 
 cogwheel_server::cogwheel_server(std::map<std::string, std::string> env,
-                                 std::vector<std::string> extra)
-    : port_(free_port()), proc_(serve_args(port_, std::move(extra)), std::move(env)) {
+                                 std::vector<std::string> extra, unsigned short port)
+    : port_(port != 0 ? port : free_port()),
+      proc_(serve_args(port_, std::move(extra)), std::move(env)) {
   if (!proc_.wait_for_output("cogwheel listening on", 60s)) {
     FAIL("cogwheel serve did not start:\n" << proc_.output());
   }

@@ -36,7 +36,9 @@ std::string write_fake_model_config(const std::string& dir, const fake_model& mo
 class cogwheel_server {
  public:
   // `cogwheel serve --listen 127.0.0.1:<free port> <extra...>` with env; waits until it listens.
-  cogwheel_server(std::map<std::string, std::string> env, std::vector<std::string> extra = {});
+  // On `port` when given (e.g. a restart on the port of one that was killed), else a free one.
+  cogwheel_server(std::map<std::string, std::string> env, std::vector<std::string> extra = {},
+                  unsigned short port = 0);
   unsigned short port() const { return port_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   child_process& process() { return proc_; }

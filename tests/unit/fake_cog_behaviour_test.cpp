@@ -224,7 +224,7 @@ TEST_CASE("fake_cog: timestamps and the openapi document", "[fake_cog]") {
   CHECK(doc["openapi"] == "3.0.2");
   auto props = doc["components"]["schemas"]["Input"]["properties"];
   for (auto key : {"prompt", "sleep_ms", "outputs", "interval_ms", "logs", "fail", "exit_137",
-                   "hang", "upload", "content", "behaviour"}) {
+                   "hang", "upload", "content", "behaviour", "start_delay_ms"}) {
     INFO(key);
     CHECK(props.contains(key));
   }
