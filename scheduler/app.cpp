@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -225,14 +226,23 @@ int run_serve(const settings& s) {
   watch.set_hooks(
       [&dispatch](const std::vector<storage::prediction_note>& notes) { dispatch.changed(notes); },
       [&dispatch] { dispatch.wake(); });
-  // Creates announce new work to every process (one NOTIFY per batch) and wake this one at once.
+  // Creates claim what this process's free container slots can take in their own transaction,
+  // and announce the rest to every process (one NOTIFY per batch).
   create_batcher batcher(
-      db, {}, [](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
+      db, {},
+      [&dispatch](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
         std::vector<std::string> versions;
         for (const auto& r : results) {
-          if (r.outcome == storage::insert_outcome::created) versions.push_back(r.row.version_id);
+          if (r.outcome == storage::insert_outcome::created) {
+            versions.push_back(r.row.version_id);
+          }
         }
-        if (!versions.empty()) storage::queue_notify(tx, versions);
+        std::sort(versions.begin(), versions.end());
+        versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
+        if (versions.empty()) return std::function<void(bool)>{};
+        auto after = dispatch.claim_in(tx, versions);
+        storage::queue_notify(tx, versions);
+        return after;
       });
   batcher.committed = [&dispatch] { dispatch.wake(); };
   authenticator auth(db);

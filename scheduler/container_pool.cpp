@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -29,6 +30,7 @@ struct container_pool::container {
   bool process = false;
   int slots = 1;
   std::set<std::string> running;
+  int reserved = 0;  // slots reserved for a claim in progress
   container_health health = container_health::unknown;
   int restarts = 0;
   // process runtime
@@ -202,6 +204,7 @@ void container_pool::spawn(container& c) {
   }
   c.pid = start_process(argv, env);
   c.id = "http://127.0.0.1:" + std::to_string(port);
+  c.reserved = 0;  // reservations named the old address: they settle as unknown
   c.health = container_health::starting;
   spdlog::info("started container {} (pid {}) for version {}", c.id, c.pid,
                c.version_id.substr(0, 12));
@@ -372,15 +375,48 @@ void container_pool::notify_capacity() {
   if (on_capacity) on_capacity();
 }
 
-std::map<std::string, std::vector<std::string>> container_pool::free_slots() {
+std::map<std::string, std::vector<std::string>> container_pool::reserve(
+    const std::vector<std::string>& versions, std::size_t max_per_version) {
   std::map<std::string, std::vector<std::string>> out;
   std::lock_guard lock(mu_);
-  for (const auto& c : containers_) {
+  for (auto& c : containers_) {
     if (c->health != container_health::ready || c->gone) continue;
-    const int free = c->slots - static_cast<int>(c->running.size());
-    for (int i = 0; i < free; ++i) out[c->version_id].push_back(c->id);
+    if (!versions.empty() &&
+        std::find(versions.begin(), versions.end(), c->version_id) == versions.end()) {
+      continue;
+    }
+    auto& list = out[c->version_id];
+    const int free = c->slots - static_cast<int>(c->running.size()) - c->reserved;
+    for (int i = 0; i < free && list.size() < max_per_version; ++i) {
+      list.push_back(c->id);
+      ++c->reserved;
+    }
+    if (list.empty()) out.erase(c->version_id);
   }
   return out;
+}
+
+bool container_pool::confirm(const std::string& container_id, const std::string& prediction_id) {
+  std::lock_guard lock(mu_);
+  for (auto& c : containers_) {
+    if (c->id == container_id && !c->gone) {
+      if (c->reserved > 0) --c->reserved;
+      c->running.insert(prediction_id);
+      holders_[prediction_id] = container_id;
+      return true;
+    }
+  }
+  return false;
+}
+
+void container_pool::unreserve(const std::string& container_id) {
+  std::lock_guard lock(mu_);
+  for (auto& c : containers_) {
+    if (c->id == container_id && c->reserved > 0) {
+      --c->reserved;
+      break;
+    }
+  }
 }
 
 bool container_pool::acquire(const std::string& container_id, const std::string& prediction_id) {

@@ -78,9 +78,18 @@ class container_pool {
                      std::vector<std::string> predictions)>
       on_unhealthy;
 
-  // Free slots of ready containers, grouped by version: one container id per free slot.
-  std::map<std::string, std::vector<std::string>> free_slots();
-  // Takes a slot of `container_id` for a prediction; false when the container is gone.
+  // Reserves the free slots of ready containers, grouped by version (only `versions`, when given;
+  // at most `max_per_version` each): one container id per reserved slot. A reserved slot is not
+  // free for anyone else until confirm() or unreserve() settles it.
+  std::map<std::string, std::vector<std::string>> reserve(const std::vector<std::string>& versions,
+                                                          std::size_t max_per_version);
+  // A reserved slot now holds a prediction; false when the container is gone (restarted).
+  bool confirm(const std::string& container_id, const std::string& prediction_id);
+  // A reserved slot that was not used. (No on_capacity: it was free before the reservation; the
+  // caller wakes whoever might want it.)
+  void unreserve(const std::string& container_id);
+  // Takes a slot of `container_id` for a prediction without a reservation (work taken over);
+  // false when the container is gone.
   bool acquire(const std::string& container_id, const std::string& prediction_id);
   // Gives back the slot a prediction held, if any; returns its container id.
   std::optional<std::string> release(const std::string& prediction_id);

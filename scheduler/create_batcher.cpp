@@ -53,8 +53,14 @@ void create_batcher::run_batch(std::vector<pending> batch) {
     return db_.run_blocking([&](pqxx::connection& c) {
       pqxx::work tx(c);
       auto r = storage::prediction_insert_many(tx, some);
-      if (hook_) hook_(tx, r);
-      tx.commit();
+      std::function<void(bool)> after = hook_ ? hook_(tx, r) : nullptr;
+      try {
+        tx.commit();
+      } catch (...) {
+        if (after) after(false);
+        throw;
+      }
+      if (after) after(true);
       if (committed) committed();
       return r;
     });

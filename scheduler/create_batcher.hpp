@@ -26,9 +26,10 @@ struct create_batcher_options {
 class create_batcher {
  public:
   using signature = void(std::exception_ptr, storage::insert_result);
-  // Runs inside each batch's transaction after the insert, before the commit (e.g. notifications).
-  using in_transaction =
-      std::function<void(pqxx::transaction_base&, const std::vector<storage::insert_result>&)>;
+  // Runs inside each batch's transaction after the insert, before the commit (notifications, a
+  // claim); what it returns, if anything, runs once the transaction ended (true: committed).
+  using in_transaction = std::function<std::function<void(bool)>(
+      pqxx::transaction_base&, const std::vector<storage::insert_result>&)>;
 
   create_batcher(storage::database& db, create_batcher_options opts = {}, in_transaction hook = {});
 

@@ -285,24 +285,89 @@ asio::awaitable<void> dispatcher::renew_leases() {
   cancel_check_ = true;  // the polling fallback for cancels
 }
 
-asio::awaitable<void> dispatcher::claim_free_slots(bool& more) {
-  for (auto& [version, slots] : pool_.free_slots()) {
-    if (stopping_) break;
-    if (slots.size() > opts_.max_claim) slots.resize(opts_.max_claim);
-    storage::claim_params p{version, slots, opts_.owner, opts_.lease_ms};
-    auto work = [&p](pqxx::connection& c) {
-      pqxx::work tx(c);
-      auto claimed = storage::dispatch_claim(tx, p);
-      tx.commit();
-      return claimed;
-    };
-    auto claimed = co_await db_.run(work);
-    for (auto& c : claimed) {
-      pool_.acquire(c.container_id, c.row.id);
-      asio::co_spawn(ioc_, send_put(std::move(c.row), std::move(c.container_id)), asio::detached);
-    }
-    if (!claimed.empty() && claimed.size() == p.slots.size()) more = true;
+namespace {
+
+// The reserved slots a claim did not use (claimed rows took slots[0..k)).
+std::vector<std::string> unused_slots(std::vector<std::string> slots,
+                                      const std::vector<storage::claimed_prediction>& claimed) {
+  for (const auto& c : claimed) {
+    auto it = std::find(slots.begin(), slots.end(), c.container_id);
+    if (it != slots.end()) slots.erase(it);
   }
+  return slots;
+}
+
+}  // namespace
+
+asio::awaitable<void> dispatcher::claim_free_slots(bool& more) {
+  auto reserved = pool_.reserve({}, opts_.max_claim);
+  for (auto& [version, slots] : reserved) {
+    std::vector<storage::claimed_prediction> claimed;
+    if (!stopping_) {
+      storage::claim_params p{version, slots, opts_.owner, opts_.lease_ms};
+      auto work = [&p](pqxx::connection& c) {
+        pqxx::work tx(c);
+        auto rows = storage::dispatch_claim(tx, p);
+        tx.commit();
+        return rows;
+      };
+      try {
+        claimed = co_await db_.run(work);
+      } catch (...) {
+        for (const auto& cid : slots) pool_.unreserve(cid);
+        for (auto& [v, rest] : reserved) {
+          if (v > version) {
+            for (const auto& cid : rest) pool_.unreserve(cid);
+          }
+        }
+        throw;
+      }
+    }
+    for (const auto& cid : unused_slots(slots, claimed)) pool_.unreserve(cid);
+    if (!claimed.empty() && claimed.size() == slots.size()) more = true;
+    start_claimed(std::move(claimed));
+  }
+}
+
+void dispatcher::start_claimed(std::vector<storage::claimed_prediction> claimed) {
+  for (auto& c : claimed) {
+    pool_.confirm(c.container_id, c.row.id);
+    asio::co_spawn(ioc_, send_put(std::move(c.row), std::move(c.container_id)), asio::detached);
+  }
+}
+
+std::function<void(bool)> dispatcher::claim_in(pqxx::transaction_base& tx,
+                                               const std::vector<std::string>& versions) {
+  if (stopping_ || versions.empty()) return {};
+  auto reserved = pool_.reserve(versions, opts_.max_claim);
+  if (reserved.empty()) return {};
+  auto claimed = std::make_shared<std::vector<storage::claimed_prediction>>();
+  auto unused = std::make_shared<std::vector<std::string>>();
+  try {
+    for (auto& [version, slots] : reserved) {
+      storage::claim_params p{version, slots, opts_.owner, opts_.lease_ms};
+      auto rows = storage::dispatch_claim(tx, p);
+      for (auto& cid : unused_slots(slots, rows)) unused->push_back(std::move(cid));
+      for (auto& r : rows) claimed->push_back(std::move(r));
+    }
+  } catch (...) {
+    for (const auto& [version, slots] : reserved) {
+      for (const auto& cid : slots) pool_.unreserve(cid);
+    }
+    throw;
+  }
+  return [this, claimed, unused, reserved = std::move(reserved)](bool committed) {
+    if (!committed) {
+      for (const auto& [version, slots] : reserved) {
+        for (const auto& cid : slots) pool_.unreserve(cid);
+      }
+      wake();
+      return;
+    }
+    for (const auto& cid : *unused) pool_.unreserve(cid);
+    if (!unused->empty()) wake();  // those slots are free again for older queued work
+    start_claimed(std::move(*claimed));
+  };
 }
 
 asio::awaitable<void> dispatcher::send_put(storage::prediction_row row, std::string cid) {

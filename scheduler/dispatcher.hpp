@@ -20,6 +20,7 @@
 #include "scheduler/cog_update.hpp"
 #include "scheduler/container_pool.hpp"
 #include "storage/database.hpp"
+#include "storage/dispatch.hpp"
 #include "storage/outbox.hpp"
 #include "storage/reaper.hpp"
 
@@ -66,6 +67,13 @@ class dispatcher {
   // requests. Any thread.
   void changed(const std::vector<storage::prediction_note>& notes);
 
+  // Inside a create batch's transaction: claims queued predictions of these versions for free
+  // container slots of this process (the new ones when nothing older waits: FIFO holds), so that
+  // they are dispatched with one commit rather than two. Returns what to run once the transaction
+  // ended (true: committed), or an empty function when nothing was claimed.
+  std::function<void(bool committed)> claim_in(pqxx::transaction_base& tx,
+                                               const std::vector<std::string>& versions);
+
   // A container's update, already validated. Applied in a batch; any thread.
   void ingest(cog_update u);
   // Fails a live prediction with an error code and message (E9243, E8367, ...).
@@ -87,6 +95,7 @@ class dispatcher {
   boost::asio::awaitable<void> forward_cancels();
   boost::asio::awaitable<void> renew_leases();
   boost::asio::awaitable<void> claim_free_slots(bool& more);
+  void start_claimed(std::vector<storage::claimed_prediction> claimed);
   boost::asio::awaitable<void> send_put(storage::prediction_row row, std::string container_id);
   boost::asio::awaitable<void> send_cancel(std::string id, std::string container_id);
   boost::asio::awaitable<void> flush_updates();

@@ -92,9 +92,9 @@ std::vector<std::string> prediction_remove_data(pqxx::transaction_base& tx,
   // predictions_data_due: (completed_at) WHERE completed_at IS NOT NULL AND NOT data_removed
   auto result = tx.exec_params(
       "UPDATE predictions SET input = NULL, output = NULL, logs = '', data_removed = true, "
-      "updated_at = now() WHERE id IN (SELECT id FROM predictions WHERE completed_at IS NOT NULL "
-      "AND NOT data_removed AND completed_at < now() - $1 * interval '1 millisecond' "
-      "ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id",
+      "updated_at = now() WHERE id = ANY(ARRAY(SELECT id FROM predictions WHERE completed_at IS "
+      "NOT NULL AND NOT data_removed AND completed_at < now() - $1 * interval '1 millisecond' "
+      "ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING id",
       older_than_ms, static_cast<std::int64_t>(limit));
   std::vector<std::string> ids;
   ids.reserve(result.size());
@@ -113,10 +113,10 @@ std::size_t prediction_delete_expired(pqxx::transaction_base& tx, std::int64_t o
                                       std::size_t limit) {
   // predictions_completed: (completed_at) WHERE completed_at IS NOT NULL
   auto r = tx.exec_params(
-      "DELETE FROM predictions WHERE id IN (SELECT p.id FROM predictions p "
+      "DELETE FROM predictions WHERE id = ANY(ARRAY(SELECT p.id FROM predictions p "
       "WHERE p.completed_at IS NOT NULL AND p.completed_at < now() - $1 * interval "
       "'1 millisecond' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.prediction_id "
-      "= p.id AND d.state = 'pending') ORDER BY p.completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+      "= p.id AND d.state = 'pending') ORDER BY p.completed_at LIMIT $2 FOR UPDATE SKIP LOCKED))",
       older_than_ms, static_cast<std::int64_t>(limit));
   return static_cast<std::size_t>(r.affected_rows());
 }

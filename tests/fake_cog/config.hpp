@@ -22,6 +22,9 @@ struct config {
   bool exit_on_defunct = true;
   std::chrono::milliseconds connect_timeout{5'000};  // of webhooks and uploads
   std::chrono::milliseconds total_timeout{10'000};
+  // FAKE_COG_RECEIPTS: a file to append "<prediction id> <unix microseconds>" to when a
+  // prediction is accepted (benchmarks measure create-to-container latency with it); "" = none.
+  std::string receipts_file;
 };
 
 }  // namespace fake_cog

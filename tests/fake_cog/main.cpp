@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
   cfg.throttle = std::chrono::milliseconds(throttle_ms);
   cfg.retry_backoff = std::chrono::milliseconds(backoff_ms);
   cfg.webhook_auth_token = env_or("WEBHOOK_AUTH_TOKEN", "");
+  cfg.receipts_file = env_or("FAKE_COG_RECEIPTS", "");
   spdlog::set_level(quiet ? spdlog::level::warn : spdlog::level::from_str(log_level));
 
   try {

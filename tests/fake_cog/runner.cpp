@@ -53,9 +53,16 @@ struct prediction {
 };
 
 runner::runner(asio::io_context& ioc, config cfg, std::function<void(int)> exit)
-    : ioc_(ioc), cfg_(std::move(cfg)), exit_(std::move(exit)), setup_timer_(ioc) {}
+    : ioc_(ioc), cfg_(std::move(cfg)), exit_(std::move(exit)), setup_timer_(ioc) {
+  if (!cfg_.receipts_file.empty()) {
+    receipts_ = std::fopen(cfg_.receipts_file.c_str(), "a");
+    if (!receipts_) spdlog::error("cannot open {}", cfg_.receipts_file);
+  }
+}
 
-runner::~runner() = default;
+runner::~runner() {
+  if (receipts_) std::fclose(receipts_);
+}
 
 void runner::start_setup() {
   setup_started_at_ = iso_timestamp(std::chrono::system_clock::now());
@@ -141,6 +148,13 @@ asio::awaitable<runner::create_result> runner::create(prediction_request req, bo
   }
 
   const std::string id = req.id;
+  if (receipts_) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    std::fprintf(receipts_, "%s %lld\n", id.c_str(), static_cast<long long>(us));
+    std::fflush(receipts_);
+  }
   auto p = std::make_shared<prediction>(ioc_, cfg_, std::move(req), respond_async);
   auto& s = p->state;
   s.id = id;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -77,6 +78,7 @@ class runner {
   asio::steady_timer setup_timer_;
   bool stopping_ = false;
   std::map<std::string, std::shared_ptr<prediction>, std::less<>> active_;  // the slots
+  std::FILE* receipts_ = nullptr;                                          // cfg_.receipts_file
 };
 
 }  // namespace fake_cog
