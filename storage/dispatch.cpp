@@ -3,28 +3,13 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "storage/outbox.hpp"
 #include "storage/prediction_columns.hpp"
+#include "storage/prepared.hpp"
 
 namespace cogwheel::storage {
 
 namespace {
-
-void notify_list(pqxx::transaction_base& tx, const char* channel,
-                 const std::vector<std::string>& items) {
-  constexpr std::size_t max_payload = 7900;  // NOTIFY payloads must stay under 8000 bytes
-  std::string payload;
-  auto flush = [&] {
-    if (payload.empty()) return;
-    tx.exec_params("SELECT pg_notify($1, $2)", std::string(channel), payload);
-    payload.clear();
-  };
-  for (const auto& item : items) {
-    if (payload.size() + item.size() + 1 > max_payload) flush();
-    if (!payload.empty()) payload.push_back(',');
-    payload += item;
-  }
-  flush();
-}
 
 std::string text_array(const std::vector<std::string>& items) {
   return nlohmann::json(items).dump();
@@ -36,7 +21,7 @@ void queue_notify(pqxx::transaction_base& tx, const std::vector<std::string>& ve
   std::vector<std::string> unique = version_ids;
   std::sort(unique.begin(), unique.end());
   unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-  notify_list(tx, queue_channel, unique);
+  notify_batched(tx, queue_channel, unique);
 }
 
 std::vector<claimed_prediction> dispatch_claim(pqxx::transaction_base& tx, const claim_params& p) {
@@ -59,8 +44,9 @@ WHERE p.id = picked.pid
 RETURNING )") + prediction_columns +
                                  ", p.container_id";
   // prediction_columns are unqualified: the joined relations use other column names.
-  auto result = tx.exec_params(sql, p.version_id, static_cast<std::int64_t>(p.slots.size()),
-                               text_array(p.slots), p.owner, p.lease_ms);
+  auto result = exec_prepared_sql(tx, "dispatch_claim", sql, p.version_id,
+                                  static_cast<std::int64_t>(p.slots.size()), text_array(p.slots),
+                                  p.owner, p.lease_ms);
   out.reserve(result.size());
   for (const auto& r : result) {
     claimed_prediction c;
@@ -91,11 +77,11 @@ std::vector<prediction_row> prediction_lock_many(pqxx::transaction_base& tx,
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   std::vector<prediction_row> rows;
   if (ids.empty()) return rows;
-  auto result = tx.exec_params(
+  static const std::string sql =
       std::string("SELECT ") + prediction_columns +
-          " FROM predictions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
-          "ORDER BY id FOR UPDATE",
-      text_array(ids));
+      " FROM predictions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+      "ORDER BY id FOR UPDATE";
+  auto result = exec_prepared_sql(tx, "prediction_lock_many", sql, text_array(ids));
   rows.reserve(result.size());
   for (const auto& r : result) rows.push_back(prediction_from_row(r));
   return rows;
@@ -144,7 +130,7 @@ FROM jsonb_to_recordset($1::jsonb) AS u(u_id text, u_expected text, u_status tex
      u_completed boolean)
 WHERE p.id = u.u_id AND p.status = u.u_expected
 RETURNING )") + prediction_columns;
-  auto result = tx.exec_params(sql, batch.dump());
+  auto result = exec_prepared_sql(tx, "prediction_apply_many", sql, batch.dump());
   rows.reserve(result.size());
   for (const auto& r : result) rows.push_back(prediction_from_row(r));
   return rows;

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "storage/prepared.hpp"
+
 namespace cogwheel::storage {
 
 void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows) {
@@ -23,28 +25,25 @@ void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery
       batch.dump());
 }
 
-namespace {
-
-void notify_entries(pqxx::transaction_base& tx, const std::vector<std::string>& entries) {
+void notify_batched(pqxx::transaction_base& tx, const char* channel,
+                    const std::vector<std::string>& items) {
   constexpr std::size_t max_payload = 7900;  // NOTIFY payloads must stay under 8000 bytes
   std::string payload;
   auto flush = [&] {
     if (payload.empty()) return;
-    tx.exec_params("SELECT pg_notify($1, $2)", std::string(prediction_channel), payload);
+    exec_prepared_sql(tx, "notify", "SELECT pg_notify($1, $2)", std::string(channel), payload);
     payload.clear();
   };
-  for (const auto& e : entries) {
-    if (payload.size() + e.size() + 1 > max_payload) flush();
+  for (const auto& item : items) {
+    if (payload.size() + item.size() + 1 > max_payload) flush();
     if (!payload.empty()) payload.push_back(',');
-    payload += e;
+    payload += item;
   }
   flush();
 }
 
-}  // namespace
-
 void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std::string>& ids) {
-  notify_entries(tx, ids);
+  notify_batched(tx, prediction_channel, ids);
 }
 
 void prediction_notify_notes(pqxx::transaction_base& tx,
@@ -52,7 +51,7 @@ void prediction_notify_notes(pqxx::transaction_base& tx,
   std::vector<std::string> entries;
   entries.reserve(notes.size());
   for (const auto& n : notes) entries.push_back(n.note.empty() ? n.id : n.id + ":" + n.note);
-  notify_entries(tx, entries);
+  notify_batched(tx, prediction_channel, entries);
 }
 
 std::vector<prediction_note> prediction_notes_parse(const std::string& payload) {

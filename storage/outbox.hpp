@@ -19,6 +19,11 @@ struct delivery_new {
 
 void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows);
 
+// NOTIFY on `channel` with `items` comma-separated, in as few notifications as fit NOTIFY's
+// payload limit (one for any usual batch).
+void notify_batched(pqxx::transaction_base& tx, const char* channel,
+                    const std::vector<std::string>& items);
+
 // The NOTIFY channel on which every change of a prediction's state is announced: a comma-separated
 // list of entries "<id>" or "<id>:<note>", where the note is the new status, or "cancel" for a
 // cancel the API asked for (one notification per batch, split to fit NOTIFY's limit).

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "storage/prediction_columns.hpp"
+#include "storage/prepared.hpp"
 
 namespace cogwheel::storage {
 
@@ -123,7 +124,7 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
   std::unordered_map<std::string, std::size_t> index_of;
   for (std::size_t i = 0; i < rows.size(); ++i) index_of.emplace(rows[i].id, i);
   std::vector<bool> done(rows.size(), false);
-  for (const auto& r : tx.exec_params(insert_sql, batch.dump())) {
+  for (const auto& r : exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch.dump())) {
     const auto i = index_of.at(r[0].as<std::string>());
     results[i] = {insert_outcome::created, prediction_from_row(r)};
     done[i] = true;
@@ -163,9 +164,9 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
 
 std::optional<prediction_row> prediction_get(pqxx::transaction_base& tx, std::int64_t token_id,
                                              std::string_view id) {
-  auto r = tx.exec_params(std::string("SELECT ") + prediction_columns +
-                              " FROM predictions WHERE token_id = $1 AND id = $2",
-                          token_id, std::string(id));
+  static const std::string sql = std::string("SELECT ") + prediction_columns +
+                                 " FROM predictions WHERE token_id = $1 AND id = $2";
+  auto r = exec_prepared_sql(tx, "prediction_get", sql, token_id, std::string(id));
   if (r.empty()) return std::nullopt;
   return prediction_from_row(r[0]);
 }
