@@ -15,8 +15,12 @@ ALTER TABLE predictions
   ADD COLUMN run_by         timestamptz,
   ADD CONSTRAINT predictions_run_by_when_started CHECK (run_by IS NULL OR started_at IS NOT NULL);
 -- The reaper's lookups: due start timeouts and due run timeouts (the created_at index of 0001 is
--- not what it needs).
+-- not what it needs), and lapsed leases over leased rows only (a create then writes one index
+-- entry less).
 DROP INDEX predictions_live_created;
+DROP INDEX predictions_live_lease;
+CREATE INDEX predictions_live_lease ON predictions (lease_expires_at)
+  WHERE lease_expires_at IS NOT NULL AND status IN ('starting', 'processing');
 CREATE INDEX predictions_start_due ON predictions (start_by) WHERE status = 'starting';
 CREATE INDEX predictions_run_due ON predictions (run_by) WHERE status = 'processing';
 -- Retention: terminal rows whose data is still there, oldest first.

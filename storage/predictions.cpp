@@ -70,24 +70,40 @@ std::string hex(const std::string& raw) {
   return out;
 }
 
-nlohmann::json to_json(const prediction_new& p, std::size_t ord) {
+// One row of the insert batch as JSON text. The input (already JSON text) is spliced in as it is
+// rather than parsed and printed again.
+void append_json(std::string& out, const prediction_new& p, std::size_t ord) {
   nlohmann::json j = {{"ord", ord},
                       {"id", p.id},
                       {"token_id", p.token_id},
                       {"model", p.model},
                       {"version_id", p.version_id},
-                      {"input", nlohmann::json::parse(p.input_json)}};
+                      {"start_timeout_ms", p.start_timeout_ms},
+                      {"run_timeout_ms", p.run_timeout_ms}};
   if (p.deployment) j["deployment"] = *p.deployment;
   if (p.webhook) j["webhook"] = *p.webhook;
   if (p.webhook_events_filter) j["webhook_events_filter"] = *p.webhook_events_filter;
   if (p.deadline) j["deadline_us"] = *p.deadline;
-  j["start_timeout_ms"] = p.start_timeout_ms;
-  j["run_timeout_ms"] = p.run_timeout_ms;
   if (p.idempotency_key) {
     j["idempotency_key"] = *p.idempotency_key;
     j["idempotency_hex"] = hex(p.idempotency_sha256.value_or(""));
   }
-  return j;
+  std::string text = j.dump();
+  text.pop_back();  // the closing brace
+  out += text;
+  out += R"(,"input":)";
+  out += p.input_json;
+  out += '}';
+}
+
+std::string batch_json(const std::vector<prediction_new>& rows) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json(out, rows[i], i);
+  }
+  out += ']';
+  return out;
 }
 
 // One statement for the whole batch: the rows travel as one JSON parameter. A row whose
@@ -118,13 +134,12 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
                                                   const std::vector<prediction_new>& rows) {
   std::vector<insert_result> results(rows.size());
   if (rows.empty()) return results;
-  nlohmann::json batch = nlohmann::json::array();
-  for (std::size_t i = 0; i < rows.size(); ++i) batch.push_back(to_json(rows[i], i));
 
   std::unordered_map<std::string, std::size_t> index_of;
   for (std::size_t i = 0; i < rows.size(); ++i) index_of.emplace(rows[i].id, i);
   std::vector<bool> done(rows.size(), false);
-  for (const auto& r : exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch.dump())) {
+  for (const auto& r :
+       exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch_json(rows))) {
     const auto i = index_of.at(r[0].as<std::string>());
     results[i] = {insert_outcome::created, prediction_from_row(r)};
     done[i] = true;
@@ -151,7 +166,7 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
       tx.exec_params(
           "UPDATE predictions SET idempotency_key = NULL, idempotency_sha256 = NULL WHERE id = $1",
           row.id);
-      auto again = tx.exec_params(insert_sql, nlohmann::json::array({to_json(p, 0)}).dump());
+      auto again = exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch_json({p}));
       results[i] = {insert_outcome::created, prediction_from_row(again.at(0))};
     } else if (same) {
       results[i] = {insert_outcome::existing, std::move(row)};

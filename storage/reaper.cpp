@@ -53,10 +53,11 @@ std::vector<due_prediction> prediction_due_run_timeouts(pqxx::transaction_base& 
 
 std::vector<lapsed_prediction> prediction_lapsed_leases(pqxx::transaction_base& tx,
                                                         std::size_t limit) {
-  // predictions_live_lease: (lease_expires_at) WHERE status IN (live)
+  // predictions_live_lease: (lease_expires_at) WHERE lease_expires_at IS NOT NULL AND live
   auto result = tx.exec_params(
       "SELECT id, status, container_id, started_at IS NOT NULL, lease_owner FROM predictions "
-      "WHERE status IN ('starting', 'processing') AND lease_expires_at < now() "
+      "WHERE status IN ('starting', 'processing') AND lease_expires_at IS NOT NULL "
+      "AND lease_expires_at < now() "
       "AND dispatched_at IS NOT NULL ORDER BY lease_expires_at LIMIT $1",
       static_cast<std::int64_t>(limit));
   std::vector<lapsed_prediction> out;
