@@ -101,9 +101,10 @@ load half 16 "$half"
 drain
 psql "$db" -q <<SQL >/dev/null
 CREATE TABLE bench_sent (id text PRIMARY KEY, sent_us bigint);
-CREATE TABLE bench_received (id text, received_us bigint);
+CREATE TABLE bench_receipts (id text, what text, us bigint);
 \copy bench_sent FROM '$work/half.ids' WITH (DELIMITER ' ')
-\copy bench_received FROM '$work/receipts' WITH (DELIMITER ' ')
+\copy bench_receipts FROM '$work/receipts' WITH (DELIMITER ' ')
+CREATE TABLE bench_received AS SELECT id, us AS received_us FROM bench_receipts WHERE what = 'accepted';
 SQL
 read -r p50 p99 n <<<"$(sql "SELECT round((percentile_cont(0.5) WITHIN GROUP (ORDER BY d))::numeric, 2),
                                round((percentile_cont(0.99) WITHIN GROUP (ORDER BY d))::numeric, 2), count(*)

@@ -22,8 +22,9 @@ struct config {
   bool exit_on_defunct = true;
   std::chrono::milliseconds connect_timeout{5'000};  // of webhooks and uploads
   std::chrono::milliseconds total_timeout{10'000};
-  // FAKE_COG_RECEIPTS: a file to append "<prediction id> <unix microseconds>" to when a
-  // prediction is accepted (benchmarks measure create-to-container latency with it); "" = none.
+  // FAKE_COG_RECEIPTS: a file to append "<prediction id> accepted|terminal <unix microseconds>"
+  // to when a prediction is accepted and when its terminal webhook goes out (benchmarks measure
+  // latencies with it); "" = none.
   std::string receipts_file;
 };
 

@@ -64,6 +64,16 @@ runner::~runner() {
   if (receipts_) std::fclose(receipts_);
 }
 
+void runner::receipt(const std::string& id, const char* what) {
+  if (!receipts_) return;
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  // One short write per line: lines of several processes appending to one file stay whole.
+  std::fprintf(receipts_, "%s %s %lld\n", id.c_str(), what, static_cast<long long>(us));
+  std::fflush(receipts_);
+}
+
 void runner::start_setup() {
   setup_started_at_ = iso_timestamp(std::chrono::system_clock::now());
   auto complete = [this] {
@@ -148,13 +158,7 @@ asio::awaitable<runner::create_result> runner::create(prediction_request req, bo
   }
 
   const std::string id = req.id;
-  if (receipts_) {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-    std::fprintf(receipts_, "%s %lld\n", id.c_str(), static_cast<long long>(us));
-    std::fflush(receipts_);
-  }
+  receipt(id, "accepted");
   auto p = std::make_shared<prediction>(ioc_, cfg_, std::move(req), respond_async);
   auto& s = p->state;
   s.id = id;
@@ -325,6 +329,7 @@ asio::awaitable<void> runner::finish(std::shared_ptr<prediction> p, std::string 
   s.completed_at = std::chrono::system_clock::now();
   s.has_metrics = s.status == "succeeded";
   spdlog::info("prediction {} {}{}", s.id, s.status, s.error ? ": " + *s.error : std::string());
+  receipt(s.id, "terminal");
   if (!stopping_) co_await p->hooks.send_terminal(webhook_json(s));
   // The slot stays taken until the terminal webhook was sent, as in Cog 0.9.
   p->done = true;

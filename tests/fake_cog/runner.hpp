@@ -65,6 +65,8 @@ class runner {
   // The output URL of an `upload` plan, or the error.
   asio::awaitable<std::pair<std::string, bool>> upload(prediction& p);
   asio::awaitable<void> finish(std::shared_ptr<prediction> p, std::string status);
+  // FAKE_COG_RECEIPTS: "<id> accepted|terminal <unix us>" (the terminal one as its webhook goes).
+  void receipt(const std::string& id, const char* what);
 
   asio::io_context& ioc_;
   const config cfg_;
