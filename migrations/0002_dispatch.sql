@@ -27,6 +27,13 @@ CREATE INDEX predictions_run_due ON predictions (run_by) WHERE status = 'process
 CREATE INDEX predictions_data_due ON predictions (completed_at)
   WHERE completed_at IS NOT NULL AND NOT data_removed;
 
+-- No foreign keys from predictions to api_tokens and versions: every create would check both
+-- with a KEY SHARE lock on the tenant's token row, which concurrent create batches of one tenant
+-- contend on (MultiXacts), for no protection that matters: tokens are revoked, never deleted;
+-- versions are never deleted; the API resolves both before it inserts.
+ALTER TABLE predictions DROP CONSTRAINT predictions_token_id_fkey,
+                        DROP CONSTRAINT predictions_version_id_fkey;
+
 -- Secrets the service makes for itself once and every process shares: the bearer token model
 -- containers present with their updates, and the key of signed file URLs. Kept across restarts,
 -- so that a container started before a restart can still report, and a file URL still works.
