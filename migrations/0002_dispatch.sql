@@ -1,8 +1,6 @@
--- 0002_dispatch: what the dispatcher looks up besides the queue itself.
+-- 0002_dispatch: what the dispatcher, the reaper and retention need besides the queue itself.
+-- (Every index here is written by state changes; each one is there for a lookup that needs it.)
 
--- A process's live dispatched work: lease renewal, cancels to forward, recovery after a crash.
-CREATE INDEX predictions_dispatched ON predictions (lease_owner, container_id)
-  WHERE dispatched_at IS NOT NULL AND status IN ('starting', 'processing');
 -- Cancels the API asked for that a container still has to hear.
 CREATE INDEX predictions_cancel_pending ON predictions (cancel_requested_at)
   WHERE cancel_requested_at IS NOT NULL AND status IN ('starting', 'processing');
@@ -23,9 +21,11 @@ CREATE INDEX predictions_live_lease ON predictions (lease_expires_at)
   WHERE lease_expires_at IS NOT NULL AND status IN ('starting', 'processing');
 CREATE INDEX predictions_start_due ON predictions (start_by) WHERE status = 'starting';
 CREATE INDEX predictions_run_due ON predictions (run_by) WHERE status = 'processing';
--- Retention: terminal rows whose data is still there, oldest first.
-CREATE INDEX predictions_data_due ON predictions (completed_at)
-  WHERE completed_at IS NOT NULL AND NOT data_removed;
+-- Retention, in one index: terminal rows whose data is still there, oldest first (data removal),
+-- and all terminal rows by age (row deletion, once per value of data_removed).
+DROP INDEX predictions_completed;
+CREATE INDEX predictions_retention ON predictions (data_removed, completed_at)
+  WHERE completed_at IS NOT NULL;
 
 -- No foreign keys from predictions to api_tokens and versions: every create would check both
 -- with a KEY SHARE lock on the tenant's token row, which concurrent create batches of one tenant

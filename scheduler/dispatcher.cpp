@@ -37,51 +37,90 @@ struct batch_result {
   std::size_t stale = 0;                      // updates that changed nothing
 };
 
+// One transaction for a batch of updates: read the rows (no lock), merge every update in arrival
+// order, write the changed rows with one statement conditional on the versions read (optimistic:
+// a row another transaction changed meanwhile is read and merged again, a few rounds, then
+// locked), then their webhook events and one notification.
 batch_result apply_batch(pqxx::connection& c, const std::vector<cog_update>& batch,
                          const std::string& public_url) {
   batch_result out;
   pqxx::work tx(c);
-  std::vector<std::string> ids;
-  ids.reserve(batch.size());
-  for (const auto& u : batch) ids.push_back(u.id);
   struct state {
     std::string expected;
+    std::string version;
     storage::prediction_row current;
     std::set<std::string> events;
     bool changed = false;
+    bool ended_by_cogwheel = false;
   };
-  std::map<std::string, state> by_id;
-  for (auto& row : storage::prediction_lock_many(tx, ids)) {
-    std::string id = row.id;
-    std::string status = row.status;
-    by_id.emplace(std::move(id), state{std::move(status), std::move(row), {}, false});
-  }
-  for (const auto& u : batch) {
-    auto it = by_id.find(u.id);
-    if (it == by_id.end()) {
-      out.unknown.push_back(u.id);
-      continue;
+  std::map<std::string, std::vector<const cog_update*>> by_prediction;
+  for (const auto& u : batch) by_prediction[u.id].push_back(&u);
+  std::vector<std::string> pending;
+  for (const auto& [id, updates] : by_prediction) pending.push_back(id);
+  std::map<std::string, const state> written;
+  for (int round = 0; !pending.empty(); ++round) {
+    std::map<std::string, state> by_id;
+    if (round < 3) {
+      for (auto& v : storage::prediction_read_many(tx, pending)) {
+        std::string id = v.row.id;
+        std::string status = v.row.status;
+        by_id.emplace(
+            std::move(id),
+            state{std::move(status), std::move(v.version), std::move(v.row), {}, false, false});
+      }
+    } else {  // contended for three rounds: lock them and be done
+      for (auto& row : storage::prediction_lock_many(tx, pending)) {
+        std::string id = row.id;
+        std::string status = row.status;
+        by_id.emplace(std::move(id),
+                      state{std::move(status), "", std::move(row), {}, false, false});
+      }
     }
-    auto m = merge_update(it->second.current, u);
-    if (!m.changed) {
-      ++out.stale;
-      continue;
+    for (const auto& id : pending) {
+      auto it = by_id.find(id);
+      if (it == by_id.end()) {
+        if (round == 0) out.unknown.push_back(id);
+        continue;
+      }
+      for (const auto* u : by_prediction.at(id)) {
+        auto m = merge_update(it->second.current, *u);
+        if (!m.changed) {
+          if (round == 0) ++out.stale;
+          continue;
+        }
+        if (!u->from_container && is_terminal(m.after.status)) it->second.ended_by_cogwheel = true;
+        it->second.current = std::move(m.after);
+        it->second.events.insert(m.events.begin(), m.events.end());
+        it->second.changed = true;
+      }
     }
-    if (!u.from_container && is_terminal(m.after.status)) out.ended_by_cogwheel.insert(u.id);
-    it->second.current = std::move(m.after);
-    it->second.events.insert(m.events.begin(), m.events.end());
-    it->second.changed = true;
+    std::vector<storage::prediction_change> changes;
+    for (auto& [id, st] : by_id) {
+      if (!st.changed) continue;
+      storage::prediction_change ch{id, st.expected, st.current, {}};
+      if (!st.version.empty()) ch.expected_version = st.version;
+      changes.push_back(std::move(ch));
+    }
+    auto rows = storage::prediction_apply_many(tx, changes);
+    std::set<std::string> done;
+    for (auto& row : rows) {
+      done.insert(row.id);
+      if (by_id.at(row.id).ended_by_cogwheel) out.ended_by_cogwheel.insert(row.id);
+      written.emplace(row.id, by_id.at(row.id));
+      out.rows.push_back(std::move(row));
+    }
+    // Changed by someone else since it was read: read and merge again.
+    std::vector<std::string> again;
+    for (const auto& ch : changes) {
+      if (!done.contains(ch.id)) again.push_back(ch.id);
+    }
+    pending.swap(again);
   }
-  std::vector<storage::prediction_change> changes;
-  for (auto& [id, s] : by_id) {
-    if (s.changed) changes.push_back({id, s.expected, s.current});
-  }
-  out.rows = storage::prediction_apply_many(tx, changes);
   std::vector<storage::delivery_new> deliveries;
   std::vector<storage::prediction_note> notes;
   for (const auto& row : out.rows) {
     notes.push_back({row.id, row.status});
-    const auto& events = by_id.at(row.id).events;
+    const auto& events = written.at(row.id).events;
     if (events.empty() || !row.webhook) continue;
     const std::string payload = api::prediction_json(row, public_url).dump();
     // A completed event carries the final output and logs: no older snapshot is queued with it.
@@ -98,10 +137,6 @@ batch_result apply_batch(pqxx::connection& c, const std::vector<cog_update>& bat
   storage::delivery_insert_many(tx, deliveries);
   storage::prediction_notify_notes(tx, notes);
   tx.commit();
-  std::erase_if(out.ended_by_cogwheel, [&](const std::string& id) {
-    return std::none_of(out.rows.begin(), out.rows.end(),
-                        [&](const auto& r) { return r.id == id; });
-  });
   return out;
 }
 
@@ -275,13 +310,15 @@ asio::awaitable<void> dispatcher::renew_leases() {
   last_renew_ = now;
   const std::string owner = opts_.owner;
   const auto lease = opts_.lease_ms;
-  auto work = [&owner, lease](pqxx::connection& c) {
+  std::vector<std::string> ids;
+  for (auto& [id, cid] : pool_.held(/*process_only=*/false)) ids.push_back(std::move(id));
+  auto work = [&owner, &ids, lease](pqxx::connection& c) {
     pqxx::work tx(c);
-    auto n = storage::dispatch_renew_leases(tx, owner, lease);
+    auto n = storage::dispatch_renew_leases(tx, owner, ids, lease);
     tx.commit();
     return n;
   };
-  co_await db_.run(work);
+  if (!ids.empty()) co_await db_.run(work);
   cancel_check_ = true;  // the polling fallback for cancels
 }
 

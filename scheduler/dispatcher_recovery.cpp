@@ -152,9 +152,11 @@ asio::awaitable<void> dispatcher::hand_over_async() {
   // Work in static containers goes on there: give up the leases so that another process takes
   // it over now rather than when they run out.
   const std::string owner = opts_.owner;
-  auto release = [&owner](pqxx::connection& c) {
+  std::vector<std::string> ids;
+  for (auto& [id, cid] : pool_.held(/*process_only=*/false)) ids.push_back(std::move(id));
+  auto release = [&owner, &ids](pqxx::connection& c) {
     pqxx::work tx(c);
-    auto n = storage::prediction_release_leases(tx, owner);
+    auto n = storage::prediction_release_leases(tx, owner, ids);
     tx.commit();
     return n;
   };

@@ -87,12 +87,36 @@ std::vector<prediction_row> prediction_lock_many(pqxx::transaction_base& tx,
   return rows;
 }
 
+std::vector<versioned_row> prediction_read_many(pqxx::transaction_base& tx,
+                                                std::vector<std::string> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<versioned_row> rows;
+  if (ids.empty()) return rows;
+  static const std::string sql =
+      std::string("SELECT ") + prediction_columns +
+      ", xmin::text FROM predictions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+      "ORDER BY id";
+  auto result = exec_prepared_sql(tx, "prediction_read_many", sql, text_array(ids));
+  rows.reserve(result.size());
+  for (const auto& r : result) {
+    rows.push_back({prediction_from_row(r),
+                    r[static_cast<pqxx::row::size_type>(r.size() - 1)].as<std::string>()});
+  }
+  return rows;
+}
+
 std::vector<prediction_row> prediction_apply_many(pqxx::transaction_base& tx,
                                                   const std::vector<prediction_change>& changes) {
   std::vector<prediction_row> rows;
   if (changes.empty()) return rows;
+  // In id order: concurrent batches lock rows in the same order and cannot deadlock.
+  std::vector<const prediction_change*> ordered;
+  for (const auto& c : changes) ordered.push_back(&c);
+  std::sort(ordered.begin(), ordered.end(), [](auto a, auto b) { return a->id < b->id; });
   nlohmann::json batch = nlohmann::json::array();
-  for (const auto& c : changes) {
+  for (const auto* cp : ordered) {
+    const auto& c = *cp;
     const auto& a = c.after;
     nlohmann::json j = {{"u_id", c.id},
                         {"u_expected", c.expected_status},
@@ -104,6 +128,7 @@ std::vector<prediction_row> prediction_apply_many(pqxx::transaction_base& tx,
     if (a.error) j["u_error"] = *a.error;
     if (a.error_code) j["u_error_code"] = *a.error_code;
     if (a.metrics_json) j["u_metrics"] = *a.metrics_json;
+    if (c.expected_version) j["u_version"] = *c.expected_version;
     batch.push_back(std::move(j));
   }
   // Timestamps come from the database clock; total_time is measured from created_at.
@@ -127,8 +152,9 @@ SET status = u.u_status,
     updated_at = now()
 FROM jsonb_to_recordset($1::jsonb) AS u(u_id text, u_expected text, u_status text, u_output text,
      u_logs text, u_error text, u_error_code text, u_metrics text, u_started boolean,
-     u_completed boolean)
+     u_completed boolean, u_version text)
 WHERE p.id = u.u_id AND p.status = u.u_expected
+  AND (u.u_version IS NULL OR p.xmin::text = u.u_version)
 RETURNING )") + prediction_columns;
   auto result = exec_prepared_sql(tx, "prediction_apply_many", sql, batch.dump());
   rows.reserve(result.size());
@@ -145,15 +171,17 @@ std::optional<prediction_row> prediction_get_by_id(pqxx::transaction_base& tx,
 }
 
 std::size_t dispatch_renew_leases(pqxx::transaction_base& tx, const std::string& owner,
-                                  std::int64_t lease_ms) {
+                                  const std::vector<std::string>& ids, std::int64_t lease_ms) {
+  if (ids.empty()) return 0;
   // Rows another transaction holds (an update being applied) are skipped rather than waited
   // for, and in id order like every multi-row lock here: no deadlock with update batches. A
   // skipped row is renewed next time, well before its lease runs out.
   auto r = tx.exec_params(
       "UPDATE predictions SET lease_expires_at = now() + $2 * interval '1 millisecond' "
-      "WHERE id IN (SELECT id FROM predictions WHERE lease_owner = $1 AND dispatched_at IS NOT "
-      "NULL AND status IN ('starting', 'processing') ORDER BY id FOR UPDATE SKIP LOCKED)",
-      owner, lease_ms);
+      "WHERE id = ANY(ARRAY(SELECT id FROM predictions WHERE id IN (SELECT "
+      "jsonb_array_elements_text($3::jsonb)) AND lease_owner = $1 AND dispatched_at IS NOT NULL "
+      "AND status IN ('starting', 'processing') ORDER BY id FOR UPDATE SKIP LOCKED))",
+      owner, lease_ms, text_array(ids));
   return static_cast<std::size_t>(r.affected_rows());
 }
 

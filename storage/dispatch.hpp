@@ -43,16 +43,28 @@ bool dispatch_requeue(pqxx::transaction_base& tx, const std::string& id,
 std::vector<prediction_row> prediction_lock_many(pqxx::transaction_base& tx,
                                                  std::vector<std::string> ids);
 
-// A new state computed from a locked row: applied only if the row still has `expected_status`.
+// Reads predictions without locking them, in id order, each with its row version (PostgreSQL's
+// xmin, which every update changes): a change computed from one is applied with that version as
+// its condition (optimistic concurrency), so a row updated meanwhile is left alone.
+struct versioned_row {
+  prediction_row row;
+  std::string version;
+};
+std::vector<versioned_row> prediction_read_many(pqxx::transaction_base& tx,
+                                                std::vector<std::string> ids);
+
+// A new state computed from a read row: applied only if the row still has `expected_status` and,
+// when given, `expected_version`.
 struct prediction_change {
   std::string id;
   std::string expected_status;
   prediction_row after;  // status, output_json, logs, error, error_code, metrics_json,
                          // started_at, completed_at are written
+  std::optional<std::string> expected_version = std::nullopt;
 };
-// Applies changes with one statement; returns the rows as updated (timestamps and
-// metrics.total_time come from the database clock). A row whose status moved on is left alone and
-// absent.
+// Applies changes with one statement, in id order; returns the rows as updated (timestamps and
+// metrics.total_time come from the database clock). A row whose status or version moved on is
+// left alone and absent.
 std::vector<prediction_row> prediction_apply_many(pqxx::transaction_base& tx,
                                                   const std::vector<prediction_change>& changes);
 
@@ -60,9 +72,10 @@ std::vector<prediction_row> prediction_apply_many(pqxx::transaction_base& tx,
 std::optional<prediction_row> prediction_get_by_id(pqxx::transaction_base& tx,
                                                    const std::string& id);
 
-// Renews the lease of every live prediction dispatched by `owner`; returns how many.
+// Renews the leases of these live predictions (the ones the caller holds) where `owner` holds
+// them; returns how many.
 std::size_t dispatch_renew_leases(pqxx::transaction_base& tx, const std::string& owner,
-                                  std::int64_t lease_ms);
+                                  const std::vector<std::string>& ids, std::int64_t lease_ms);
 
 // Live predictions of `owner` whose cancel was requested: (id, container_id).
 std::vector<std::pair<std::string, std::string>> dispatch_cancels_pending(

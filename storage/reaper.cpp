@@ -79,22 +79,25 @@ bool prediction_adopt(pqxx::transaction_base& tx, const std::string& id,
   return r.affected_rows() == 1;
 }
 
-std::size_t prediction_release_leases(pqxx::transaction_base& tx, const std::string& owner) {
+std::size_t prediction_release_leases(pqxx::transaction_base& tx, const std::string& owner,
+                                      const std::vector<std::string>& ids) {
+  if (ids.empty()) return 0;
   auto r = tx.exec_params(
       "UPDATE predictions SET lease_expires_at = now() - interval '1 millisecond' "
-      "WHERE id IN (SELECT id FROM predictions WHERE lease_owner = $1 AND dispatched_at IS NOT "
-      "NULL AND status IN ('starting', 'processing') ORDER BY id FOR UPDATE SKIP LOCKED)",
-      owner);
+      "WHERE id = ANY(ARRAY(SELECT id FROM predictions WHERE id IN (SELECT "
+      "jsonb_array_elements_text($2::jsonb)) AND lease_owner = $1 AND dispatched_at IS NOT NULL "
+      "AND status IN ('starting', 'processing') ORDER BY id FOR UPDATE SKIP LOCKED))",
+      owner, nlohmann::json(ids).dump());
   return static_cast<std::size_t>(r.affected_rows());
 }
 
 std::vector<std::string> prediction_remove_data(pqxx::transaction_base& tx,
                                                 std::int64_t older_than_ms, std::size_t limit) {
-  // predictions_data_due: (completed_at) WHERE completed_at IS NOT NULL AND NOT data_removed
+  // predictions_retention: (data_removed, completed_at) WHERE completed_at IS NOT NULL
   auto result = tx.exec_params(
       "UPDATE predictions SET input = NULL, output = NULL, logs = '', data_removed = true, "
       "updated_at = now() WHERE id = ANY(ARRAY(SELECT id FROM predictions WHERE completed_at IS "
-      "NOT NULL AND NOT data_removed AND completed_at < now() - $1 * interval '1 millisecond' "
+      "NOT NULL AND data_removed = false AND completed_at < now() - $1 * interval '1 millisecond' "
       "ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)) RETURNING id",
       older_than_ms, static_cast<std::int64_t>(limit));
   std::vector<std::string> ids;
@@ -112,14 +115,22 @@ std::vector<std::string> prediction_remove_data(pqxx::transaction_base& tx,
 
 std::size_t prediction_delete_expired(pqxx::transaction_base& tx, std::int64_t older_than_ms,
                                       std::size_t limit) {
-  // predictions_completed: (completed_at) WHERE completed_at IS NOT NULL
-  auto r = tx.exec_params(
+  // predictions_retention: (data_removed, completed_at) WHERE completed_at IS NOT NULL, read once
+  // for rows whose data is gone (the usual case) and once for rows kept with their data.
+  static const std::string sql =
       "DELETE FROM predictions WHERE id = ANY(ARRAY(SELECT p.id FROM predictions p "
-      "WHERE p.completed_at IS NOT NULL AND p.completed_at < now() - $1 * interval "
-      "'1 millisecond' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.prediction_id "
-      "= p.id AND d.state = 'pending') ORDER BY p.completed_at LIMIT $2 FOR UPDATE SKIP LOCKED))",
-      older_than_ms, static_cast<std::int64_t>(limit));
-  return static_cast<std::size_t>(r.affected_rows());
+      "WHERE p.completed_at IS NOT NULL AND p.data_removed = $3 AND p.completed_at < now() - $1 * "
+      "interval '1 millisecond' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE "
+      "d.prediction_id = p.id AND d.state = 'pending') ORDER BY p.completed_at LIMIT $2 FOR "
+      "UPDATE SKIP LOCKED))";
+  std::size_t deleted = 0;
+  for (const bool removed : {true, false}) {
+    if (deleted >= limit) break;
+    auto r =
+        tx.exec_params(sql, older_than_ms, static_cast<std::int64_t>(limit - deleted), removed);
+    deleted += static_cast<std::size_t>(r.affected_rows());
+  }
+  return deleted;
 }
 
 bool leader_acquire(pqxx::transaction_base& tx, const std::string& name, const std::string& owner,

@@ -45,9 +45,10 @@ bool prediction_adopt(pqxx::transaction_base& tx, const std::string& id,
                       const std::string& container_id, const std::string& owner,
                       std::int64_t lease_ms);
 
-// Gives up `owner`'s leases at once (on shutdown), so that another process takes over without
-// waiting for them to run out; returns how many.
-std::size_t prediction_release_leases(pqxx::transaction_base& tx, const std::string& owner);
+// Gives up `owner`'s leases on these predictions at once (on shutdown), so that another process
+// takes over without waiting for them to run out; returns how many.
+std::size_t prediction_release_leases(pqxx::transaction_base& tx, const std::string& owner,
+                                      const std::vector<std::string>& ids);
 
 // Retention. Removes input, output and logs of terminal predictions completed more than
 // `older_than_ms` ago (data_removed = true) and the payloads of their finished webhook

@@ -469,6 +469,42 @@ TEST_CASE_METHOD(fixture, "the forward-only trigger refuses to move a terminal p
   CHECK(value(pid('1'), "status || ':' || output::text") == R"(succeeded:"ok")");
 }
 
+TEST_CASE_METHOD(fixture,
+                 "prediction_read_many gives row versions; a change to a row changed since is "
+                 "left alone",
+                 "[pg][dispatch]") {
+  queue(pid('1'), v1, 0);
+  queue(pid('2'), v1, 1);
+  REQUIRE(claim(v1, {"http://c1", "http://c2"}).size() == 2);
+  std::vector<storage::versioned_row> read;
+  {
+    pqxx::work tx(conn);
+    read = storage::prediction_read_many(tx, {pid('2'), pid('1'), pid('9'), pid('2')});
+    tx.commit();
+  }
+  REQUIRE(read.size() == 2);  // id order, unknown and repeated ids folded
+  CHECK(read[0].row.id == pid('1'));
+  CHECK(read[1].row.id == pid('2'));
+  CHECK_FALSE(read[0].version.empty());
+  // Someone else changes pid('2') after it was read: its version moves on.
+  exec("UPDATE predictions SET logs = 'elsewhere' WHERE id = '" + pid('2') + "'");
+  std::string why;
+  auto u = scheduler::parse_cog_update(cog_body(pid('1'), "processing", R"({"logs":"mine"})"), why);
+  REQUIRE(u);
+  auto m1 = scheduler::merge_update(read[0].row, *u);
+  u->id = pid('2');
+  auto m2 = scheduler::merge_update(read[1].row, *u);
+  pqxx::work tx(conn);
+  auto applied =
+      storage::prediction_apply_many(tx, {{pid('2'), "starting", m2.after, read[1].version},
+                                          {pid('1'), "starting", m1.after, read[0].version}});
+  REQUIRE(ids_of(applied) == strings{pid('1')});
+  CHECK(applied[0].logs == "mine");
+  CHECK(tx.exec_params1("SELECT logs FROM predictions WHERE id = $1", pid('2'))[0]
+            .as<std::string>() == "elsewhere");
+  tx.commit();
+}
+
 TEST_CASE_METHOD(fixture, "dispatch_renew_leases renews only the owner's live dispatched work",
                  "[pg][dispatch]") {
   for (char c : std::string("12345")) queue(pid(c), v1, c - '0');
@@ -483,8 +519,11 @@ TEST_CASE_METHOD(fixture, "dispatch_renew_leases renews only the owner's live di
       "UPDATE predictions SET lease_expires_at = now() - interval '1 hour' "
       "WHERE lease_owner IS NOT NULL");
 
+  // The caller names what it holds; only the owner's live dispatched ones among them renew.
+  const std::vector<std::string> all = {pid('1'), pid('2'), pid('3'), pid('4'), pid('5')};
   pqxx::work tx(conn);
-  CHECK(storage::dispatch_renew_leases(tx, "owner-1", 60'000) == 2);
+  CHECK(storage::dispatch_renew_leases(tx, "owner-1", {}, 60'000) == 0);
+  CHECK(storage::dispatch_renew_leases(tx, "owner-1", all, 60'000) == 2);
   auto r = tx.exec(
       "SELECT id, coalesce(lease_owner, '-'), "
       "coalesce((lease_expires_at = now() + interval '60 seconds')::text, '-'), "
@@ -499,7 +538,7 @@ TEST_CASE_METHOD(fixture, "dispatch_renew_leases renews only the owner's live di
   CHECK(line(2) == "owner-2 renewed=false expired=true");
   CHECK(line(3) == "owner-1 renewed=false expired=true");
   CHECK(line(4) == "- renewed=- expired=-");
-  CHECK(storage::dispatch_renew_leases(tx, "owner-9", 60'000) == 0);
+  CHECK(storage::dispatch_renew_leases(tx, "owner-9", all, 60'000) == 0);
   tx.commit();
 }
 

@@ -525,10 +525,12 @@ TEST_CASE_METHOD(reaper_fixture, "prediction_release_leases lapses only the owne
   dispatch(pid('5'), "http://c5", "owner-2");  // another process's
   // pid('6') is queued.
   CHECK(lapsed().empty());
+  const std::vector<std::string> all = {pid('1'), pid('2'), pid('3'), pid('4'), pid('5'), pid('6')};
 
   {
     pqxx::work tx(conn);
-    CHECK(storage::prediction_release_leases(tx, "owner-1") == 2);
+    CHECK(storage::prediction_release_leases(tx, "owner-1", {}) == 0);
+    CHECK(storage::prediction_release_leases(tx, "owner-1", all) == 2);
     tx.commit();
   }
   auto got = lapsed();
@@ -542,7 +544,7 @@ TEST_CASE_METHOD(reaper_fixture, "prediction_release_leases lapses only the owne
 
   {
     pqxx::work tx(conn);
-    CHECK(storage::prediction_release_leases(tx, "owner-9") == 0);
+    CHECK(storage::prediction_release_leases(tx, "owner-9", all) == 0);
     tx.commit();
   }
   // Another process takes the released work over at once.
