@@ -1,0 +1,1 @@
+#include "webhook/address_guard.hpp"
