@@ -3,11 +3,13 @@
 // reports what it measured. One thread per connection; loopback only; bounded in time and count.
 //
 //   cogwheel_loadgen --url http://127.0.0.1:5080 --token T --version V [--input JSON]
-//                    [--webhook URL --events start,completed] [--connections 64]
+//                    [--webhook URL | --webhooks URL1,URL2,...] [--events start,completed]
+//                    [--connections 64]
 //                    [--duration 10] [--rate 0] [--max 0] [--ids FILE]
 //
 // Prints one line of `key=value` pairs: created, seconds, rate, p50_ms, p99_ms, max_ms, failed.
 // With --ids, writes "<prediction id> <unix microseconds when its create was sent>" per line.
+// --webhooks gives the creates their webhook URLs round-robin (one counter across connections).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -40,6 +42,7 @@ struct options {
   std::string version;
   std::string input = R"({"prompt":"bench"})";
   std::string webhook;
+  std::string webhooks;
   std::string events;
   int connections = 64;
   double duration_s = 10;
@@ -59,6 +62,7 @@ struct results {
   std::vector<sample> samples;
   std::atomic<long> failed{0};
   std::atomic<long> sent{0};
+  std::atomic<unsigned long> next_body{0};
 };
 
 std::int64_t unix_us() {
@@ -68,7 +72,7 @@ std::int64_t unix_us() {
 }
 
 void run_connection(const options& o, const std::string& host, const std::string& port,
-                    const std::string& body, clock_type::time_point start,
+                    const std::vector<std::string>& bodies, clock_type::time_point start,
                     clock_type::time_point end, double interval_s, double offset_s, results& out) {
   asio::io_context ioc;
   asio::ip::tcp::resolver resolver(ioc);
@@ -81,9 +85,11 @@ void run_connection(const options& o, const std::string& host, const std::string
   req.set(bhttp::field::host, host + ":" + port);
   req.set(bhttp::field::authorization, "Bearer " + o.token);
   req.set(bhttp::field::content_type, "application/json");
-  req.body() = body;
   req.keep_alive(true);
-  req.prepare_payload();
+  if (bodies.size() == 1) {
+    req.body() = bodies[0];
+    req.prepare_payload();
+  }
   for (long k = 0;; ++k) {
     if (o.max > 0 && out.sent.fetch_add(1) >= o.max) break;
     auto due = start;
@@ -94,6 +100,10 @@ void run_connection(const options& o, const std::string& host, const std::string
       std::this_thread::sleep_until(due);
     } else if (clock_type::now() >= end) {
       break;
+    }
+    if (bodies.size() > 1) {
+      req.body() = bodies[out.next_body.fetch_add(1) % bodies.size()];
+      req.prepare_payload();
     }
     try {
       if (!connected) {
@@ -135,6 +145,18 @@ void run_connection(const options& o, const std::string& host, const std::string
   out.samples.insert(out.samples.end(), samples.begin(), samples.end());
 }
 
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) parts.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return parts;
+}
+
 double percentile(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
   const auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
@@ -151,7 +173,9 @@ int main(int argc, char** argv) {
   app.add_option("--token", o.token, "API token")->required();
   app.add_option("--version", o.version, "Version id to create predictions on")->required();
   app.add_option("--input", o.input, "Input JSON of every prediction")->capture_default_str();
-  app.add_option("--webhook", o.webhook, "Webhook URL of every prediction");
+  auto* one_webhook = app.add_option("--webhook", o.webhook, "Webhook URL of every prediction");
+  app.add_option("--webhooks", o.webhooks, "Comma-separated webhook URLs, round-robin over creates")
+      ->excludes(one_webhook);
   app.add_option("--events", o.events, "webhook_events_filter, comma-separated");
   app.add_option("--connections", o.connections, "Keep-alive connections (one thread each)")
       ->check(CLI::Range(1, 1024))
@@ -183,16 +207,22 @@ int main(int argc, char** argv) {
   if (!o.webhook.empty()) body["webhook"] = o.webhook;
   if (!o.events.empty()) {
     json events = json::array();
-    std::size_t start = 0;
-    while (start <= o.events.size()) {
-      auto comma = o.events.find(',', start);
-      if (comma == std::string::npos) comma = o.events.size();
-      if (comma > start) events.push_back(o.events.substr(start, comma - start));
-      start = comma + 1;
-    }
+    for (auto& e : split_commas(o.events)) events.push_back(e);
     body["webhook_events_filter"] = events;
   }
-  const std::string text = body.dump();
+  std::vector<std::string> bodies;
+  if (o.webhooks.empty()) {
+    bodies.push_back(body.dump());
+  } else {
+    for (auto& url : split_commas(o.webhooks)) {
+      body["webhook"] = url;
+      bodies.push_back(body.dump());
+    }
+    if (bodies.empty()) {
+      std::fprintf(stderr, "cogwheel_loadgen: --webhooks names no URL\n");
+      return 2;
+    }
+  }
 
   results out;
   const auto start = clock_type::now() + std::chrono::milliseconds(50);
@@ -203,7 +233,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < o.connections; ++i) {
     const double offset = interval * i / o.connections;
     threads.emplace_back(
-        [&, offset] { run_connection(o, host, port, text, start, end, interval, offset, out); });
+        [&, offset] { run_connection(o, host, port, bodies, start, end, interval, offset, out); });
   }
   for (auto& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
