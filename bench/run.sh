@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The peer comparison: the machine's limits (pgbench), graphile-worker and pg-boss (pinned in
-# bench/package.json), and cogwheel, one after the other on one durable throwaway PostgreSQL, on
-# loopback, on this machine's cores. Prints one table; the full run writes bench/RESULTS.md.
-#   bash bench/run.sh            full run (about 6 minutes plus the build on the 2-core machine)
+# The whole comparison: the machine's limits (pgbench), cogwheel (creates, end to end with fake
+# Cog containers and verified webhooks, latencies, webhook deliveries with slow endpoints, memory;
+# then all of it again with 1,000,000 predictions queued), and graphile-worker and pg-boss (pinned
+# in bench/package.json), one after the other on one durable throwaway PostgreSQL, on loopback, on
+# this machine's cores. Prints one table; the full run writes bench/RESULTS.md.
+#   bash bench/run.sh            full run (about 12 minutes plus the build on the 2-core machine)
 #   bash bench/run.sh --smoke    a few seconds per step and tiny job counts (CI); prints only
 # Environment: COGWHEEL_BIN=path uses that cogwheel binary instead of building build-bench/cogwheel
-# (COGWHEEL_BIN_NOTE=text says in the report where it came from);
+# (COGWHEEL_BIN_NOTE=text says in the report where it came from); FAKE_COG_BIN, LOADGEN_BIN and
+# RECEIVER_BIN likewise for fake_cog, cogwheel_loadgen and cogwheel_webhook_receiver (all four
+# given: nothing is built, as in the ctest `bench: smoke`);
 # BENCH_RESULTS=path writes the report there (default: bench/RESULTS.md for the full run only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +30,12 @@ if [ "$mode" = full ]; then
   drain_defaults=120  # bound on working the jobs with graphile-worker's defaults
   drain_defaults_pgboss=30  # pg-boss's defaults work 1 job per 2 s poll: 30 s shows that
   drain_tuned=150     # bound with the documented high-throughput settings
+  drain_secs=120      # bound on waiting for cogwheel's last webhooks after a load phase
+  queued=1000000      # predictions queued (for a version without containers) in section 5
   results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
 else
   secs=2; jobs=1000; single_secs=2; single_max=5000; drain_defaults=5; drain_defaults_pgboss=3; drain_tuned=15
+  drain_secs=30; queued=10000
   results=${BENCH_RESULTS:-}
 fi
 batch=1000
@@ -77,16 +84,27 @@ say "npm ci (bench/package-lock.json)"
 (cd bench && npm ci --no-audit --no-fund --loglevel=error 2> >(grep -v 'Unknown user config' >&2) >/dev/null)
 
 build_cogwheel() {
-  if [ -n "${COGWHEEL_BIN:-}" ]; then
-    fig cogwheel_build "given: $COGWHEEL_BIN${COGWHEEL_BIN_NOTE:+ ($COGWHEEL_BIN_NOTE)}"; return
+  local targets=()
+  [ -n "${COGWHEEL_BIN:-}" ] || targets+=(cogwheel)
+  [ -n "${FAKE_COG_BIN:-}" ] || targets+=(fake_cog)
+  [ -n "${LOADGEN_BIN:-}" ] || targets+=(cogwheel_loadgen)
+  [ -n "${RECEIVER_BIN:-}" ] || targets+=(cogwheel_webhook_receiver)
+  if [ "${#targets[@]}" -gt 0 ]; then
+    logged cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOGWHEEL_TESTS=OFF >"$work/cmake.log"
+    logged cmake --build build-bench -j"$(nproc)" --target "${targets[@]}" >>"$work/cmake.log" 2>&1 ||
+      { tail -n 30 "$work/cmake.log" >&2; return 1; }
   fi
-  logged cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOGWHEEL_TESTS=OFF >"$work/cmake.log"
-  logged cmake --build build-bench -j"$(nproc)" --target cogwheel >>"$work/cmake.log" 2>&1 ||
-    { tail -n 30 "$work/cmake.log" >&2; return 1; }
-  fig cogwheel_build "build-bench/cogwheel (Release)"
+  if [ -n "${COGWHEEL_BIN:-}" ]; then
+    fig cogwheel_build "given: $COGWHEEL_BIN${COGWHEEL_BIN_NOTE:+ ($COGWHEEL_BIN_NOTE)}"
+  else
+    fig cogwheel_build "build-bench/cogwheel (Release)"
+  fi
 }
 step build build_cogwheel
 cogwheel=${COGWHEEL_BIN:-$root/build-bench/cogwheel}
+fake_cog=${FAKE_COG_BIN:-$root/build-bench/tests/fake_cog/fake_cog}
+loadgen=${LOADGEN_BIN:-$root/build-bench/bench/cogwheel_loadgen}
+receiver=${RECEIVER_BIN:-$root/build-bench/bench/cogwheel_webhook_receiver}
 
 export THROWAWAY_PG_DURABLE=1
 # shellcheck source=scripts/throwaway-postgres.sh
@@ -103,6 +121,7 @@ as_pg=()
 pg_host=$THROWAWAY_PG_DIR
 url_of() { printf 'postgresql://postgres@/%s?host=%s' "$1" "$pg_host"; }
 psql_admin() { PGOPTIONS='-c client_min_messages=warning' "${as_pg[@]}" psql "$(url_of postgres)" -qAt -v ON_ERROR_STOP=1 "$@"; }
+psql_db() { local u=$1; shift; PGOPTIONS='-c client_min_messages=warning' "${as_pg[@]}" psql "$u" -qAt -v ON_ERROR_STOP=1 "$@"; }
 fresh_db() { psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"; }
 drop_db() { psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)"; }
 checkpoint() { psql_admin -c CHECKPOINT; }
@@ -120,7 +139,9 @@ fig pgbench_version "$("$THROWAWAY_PG_BIN/pgbench" --version | awk '{print $3}')
 fig wrk_version "$(wrk --version 2>&1 | awk 'NR == 1 {print $2}')"
 fig commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (working tree has uncommitted changes)')"
 fig conns "$conns"; fig secs "$secs"; fig jobs "$jobs"; fig batch "$batch"
-fig single_secs "$single_secs"; fig drain_tuned "$drain_tuned"
+fig single_secs "$single_secs"; fig drain_tuned "$drain_tuned"; fig queued "$queued"
+fig cpus_postgres "$(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$(head -n 1 "$THROWAWAY_PG_DIR/data/postmaster.pid")/status")"
+fig cpus_bench "$(awk '/^Cpus_allowed_list/ {print $2}' /proc/$$/status)"
 
 # ---- 1. the machine's limits ------------------------------------------------------------------
 pgbench_tps() {  # script file, database; prints tx/s, bounded by -T and by timeout
@@ -151,50 +172,51 @@ limits() {
 }
 step limits limits
 
-# ---- 3. cogwheel ------------------------------------------------------------------------------
-cogwheel_creates() {
-  local db; db=$(url_of cogwheel_test)
-  cw_pid=""  # not local: the subshell's EXIT trap reads it after the function returned
-  trap '[ -n "$cw_pid" ] && kill "$cw_pid" 2>/dev/null; wait 2>/dev/null; true' EXIT
-  cat >"$work/cogwheel.yaml" <<YAML
-models:
-  - name: acme/echo
-    versions:
-      - id: 5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa
-        runtime: {type: static, urls: ["http://127.0.0.1:9"]}
-YAML
-  export DATABASE_URL="$db"
-  COGWHEEL_TOKEN=$("$cogwheel" token create --name bench 2>/dev/null)
-  export COGWHEEL_TOKEN
-  local port=$((20000 + RANDOM % 20000))
-  checkpoint
-  { printf '%q ' "$cogwheel" serve --listen "127.0.0.1:$port" --config "$work/cogwheel.yaml" \
-      --create-rate-limit 0 --log-level warn; echo '&'; } >>"$commands"
-  "$cogwheel" serve --listen "127.0.0.1:$port" --config "$work/cogwheel.yaml" \
-    --create-rate-limit 0 --log-level warn >"$work/serve.log" 2>&1 &
-  cw_pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
-  curl -sf "http://127.0.0.1:$port/ready" >/dev/null || { cat "$work/serve.log" >&2; return 1; }
-  sleep 2
-  fig cogwheel_rss_idle_kb "$(awk '/^VmRSS/ {print $2}' "/proc/$cw_pid/status")"
-  logged timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/create.lua \
-    "http://127.0.0.1:$port" >"$work/wrk.txt"
-  fig cogwheel_creates "$(awk '/^Requests\/sec:/ {print int($2)}' "$work/wrk.txt")"
-  fig cogwheel_not_created "$(awk '/^NOT_CREATED/ {print $2}' "$work/wrk.txt")"
-  fig cogwheel_p50 "$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")"
-  fig cogwheel_p99 "$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")"
-  fig cogwheel_rss_after_kb "$(awk '/^VmRSS/ {print $2}' "/proc/$cw_pid/status")"
-  fig cogwheel_hwm_kb "$(awk '/^VmHWM/ {print $2}' "/proc/$cw_pid/status")"
-  fig cogwheel_rows "$("${as_pg[@]}" psql "$db" -tAc "SELECT count(*) FROM predictions")"
-  kill "$cw_pid"; wait "$cw_pid" 2>/dev/null || true; cw_pid=""
+# ---- 3. cogwheel, and 5. the same with 1,000,000 predictions queued -------------------------
+# shellcheck source=bench/e2e.sh
+source bench/e2e.sh
+cogwheel_e2e() {
+  e2e_detect_webhooks
+  e2e_write_config
+  e2e_suite "$(url_of cogwheel_test)" ""
+}
+# A database of its own with $queued predictions queued for the version without containers
+# (created by SQL after a first start of cogwheel migrated it and loaded the config), then the
+# same suite.
+cogwheel_queued() {
+  e2e_detect_webhooks
+  e2e_write_config
+  fresh_db bench_queued
+  local db; db=$(url_of bench_queued)
+  DATABASE_URL=$db "$cogwheel" token create --name filler >/dev/null 2>&1
+  cw_pid=""
+  trap 'cw_stop' EXIT
+  cw_start "$db" "$work/queued-first.log"
+  cw_stop
+  local t0; t0=$(date +%s)
+  logged psql_db "$db" -c "INSERT INTO predictions (id, token_id, model, version_id, input, created_at, updated_at)
+    SELECT 'q' || lpad(to_hex(g), 25, '0'), (SELECT min(id) FROM api_tokens), 'acme/echo', '$PARKED_VERSION',
+           jsonb_build_object('prompt', 'queued ' || g), now() - interval '2 hours' + g * interval '1 ms', now()
+    FROM generate_series(1, $queued) g" >/dev/null
+  logged psql_db "$db" -c "VACUUM ANALYZE predictions" >/dev/null
+  fig queued_fill_seconds "$(($(date +%s) - t0))"
+  fig queued_rows "$(psql_db "$db" -c "SELECT count(*) FROM predictions WHERE status = 'starting' AND dispatched_at IS NULL")"
+  e2e_suite "$db" q_
+  fig queued_rows_end "$(psql_db "$db" -c "SELECT count(*) FROM predictions WHERE status = 'starting' AND dispatched_at IS NULL AND version_id = '$PARKED_VERSION' AND id LIKE 'q%'")"
+  drop_db bench_queued
 }
 # A stale binary left by an earlier build would measure old code: no cogwheel rows when the build failed.
-if [ -n "$(grep '^step_build_failed=' "$figures")" ]; then
+if grep -q '^step_build_failed=' "$figures"; then
   failed_steps+=(cogwheel); fig step_cogwheel_failed "the Release build failed"
-elif [ ! -x "$cogwheel" ]; then
-  failed_steps+=(cogwheel); fig step_cogwheel_failed "no binary at $cogwheel"
 else
-  step cogwheel cogwheel_creates
+  missing=""
+  for b in "$cogwheel" "$fake_cog" "$loadgen" "$receiver"; do [ -x "$b" ] || missing+=" $b"; done
+  if [ -n "$missing" ]; then
+    failed_steps+=(cogwheel); fig step_cogwheel_failed "no binary at$missing"
+  else
+    step cogwheel cogwheel_e2e
+    step cogwheel_queued cogwheel_queued
+  fi
 fi
 
 # ---- 2. peers ---------------------------------------------------------------------------------
