@@ -32,6 +32,7 @@
 #include "storage/embedded_postgres.hpp"
 #include "storage/migrator.hpp"
 #include "storage/secrets.hpp"
+#include "webhook/delivery_service.hpp"
 
 namespace cogwheel::scheduler {
 
@@ -122,6 +123,30 @@ std::string lease_owner() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
   return std::string(host) + ":" + std::to_string(::getpid()) + ":" + random_hex(4);
+}
+
+webhook::delivery_options webhook_delivery_options(const settings& s, const std::string& owner) {
+  webhook::delivery_options o;
+  o.owner = owner;
+  o.max_in_flight = static_cast<std::size_t>(s.webhook_concurrency);
+  o.per_endpoint = static_cast<std::size_t>(s.webhook_endpoint_concurrency);
+  o.poll = std::chrono::milliseconds(s.webhook_poll_ms);
+  o.retry.completed = webhook::parse_schedule(s.webhook_retry_schedule);
+  o.retry.other = webhook::parse_schedule(s.webhook_quick_schedule);
+  o.retry.time_scale = s.webhook_time_scale;
+  o.send.connect_timeout = std::chrono::milliseconds(s.webhook_connect_timeout_ms);
+  o.send.total_timeout = std::chrono::milliseconds(s.webhook_timeout_ms);
+  o.send.ca_file = s.webhook_ca_file;
+  std::string allow = s.webhook_allow;
+  for (std::size_t start = 0; start < allow.size();) {
+    auto comma = allow.find(',', start);
+    if (comma == std::string::npos) comma = allow.size();
+    std::string item = allow.substr(start, comma - start);
+    std::erase(item, ' ');
+    if (!item.empty()) o.send.guard.allow.push_back(item);
+    start = comma + 1;
+  }
+  return o;
 }
 
 }  // namespace
@@ -216,10 +241,14 @@ int run_serve(const settings& s) {
   dispatch_opts.callback_url = callback_url + "/internal/cog/webhook";
   dispatch_opts.public_url = public_url;
   dispatch_opts.lease_ms = s.lease_ms;
+  dispatch_opts.webhook_throttle_ms = s.webhook_throttle_ms;
   dispatcher dispatch(ioc, db, pool, cog_client, dispatch_opts);
+  webhook::delivery_service deliveries(ioc, db, webhook_delivery_options(s, dispatch_opts.owner));
   stream_hub hub;
-  dispatch.on_applied = [&hub](const std::vector<storage::prediction_row>& rows) {
+  // Each applied batch may have queued webhook events: send them now rather than at the next poll.
+  dispatch.on_applied = [&hub, &deliveries](const std::vector<storage::prediction_row>& rows) {
     for (const auto& row : rows) hub.feed(row);
+    deliveries.wake();
   };
 
   prediction_watch watch(target.conninfo);
@@ -248,7 +277,18 @@ int run_serve(const settings& s) {
   authenticator auth(db);
   auto create_limiter = make_limiter(s.create_rate_limit);
   auto read_limiter = make_limiter(s.rate_limit);
-  predictions_api api{db, batcher, watch, auth, catalog, create_limiter, read_limiter, public_url};
+  predictions_api api{db,
+                      batcher,
+                      watch,
+                      auth,
+                      catalog,
+                      create_limiter,
+                      read_limiter,
+                      public_url,
+                      deliveries.options().send.guard,
+                      std::chrono::seconds(s.webhook_secret_overlap_s),
+                      s.webhook_throttle_ms,
+                      [&deliveries] { deliveries.wake(); }};
   container_api capi{dispatch, container_token, upload_key, public_url, files};
   stream_api sapi{db, watch, hub};
   reaper_options reaper_opts;
@@ -262,6 +302,7 @@ int run_serve(const settings& s) {
   dispatch.start();
   pool.start();
   maintenance.start();
+  deliveries.start();
   api_slot = &api;
   container_slot = &capi;
   stream_slot = &sapi;
@@ -279,6 +320,7 @@ int run_serve(const settings& s) {
   server.shutdown(std::chrono::milliseconds(s.shutdown_grace_ms), [&] { drained.set_value(); });
   drained.get_future().wait();
   pool.stop();
+  deliveries.stop();  // the attempts in flight end and are recorded; the rest waits in the outbox
   state.db = nullptr;
   api_slot = nullptr;
   container_slot = nullptr;

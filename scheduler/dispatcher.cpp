@@ -15,6 +15,7 @@
 #include "scheduler/api/ids.hpp"
 #include "scheduler/api/prediction_json.hpp"
 #include "scheduler/api/timefmt.hpp"
+#include "scheduler/webhook_events.hpp"
 #include "storage/dispatch.hpp"
 #include "storage/errors.hpp"
 #include "storage/outbox.hpp"
@@ -42,7 +43,7 @@ struct batch_result {
 // a row another transaction changed meanwhile is read and merged again, a few rounds, then
 // locked), then their webhook events and one notification.
 batch_result apply_batch(pqxx::connection& c, const std::vector<cog_update>& batch,
-                         const std::string& public_url) {
+                         const std::string& public_url, int throttle_ms) {
   batch_result out;
   pqxx::work tx(c);
   struct state {
@@ -120,21 +121,11 @@ batch_result apply_batch(pqxx::connection& c, const std::vector<cog_update>& bat
   std::vector<storage::prediction_note> notes;
   for (const auto& row : out.rows) {
     notes.push_back({row.id, row.status});
-    const auto& events = written.at(row.id).events;
-    if (events.empty() || !row.webhook) continue;
-    const std::string payload = api::prediction_json(row, public_url).dump();
-    // A completed event carries the final output and logs: no older snapshot is queued with it.
-    const bool completed = events.contains("completed");
-    for (const char* ev : {"start", "output", "logs", "completed"}) {
-      if (!events.contains(ev)) continue;
-      if (completed && (std::string_view(ev) == "output" || std::string_view(ev) == "logs")) {
-        continue;
-      }
-      deliveries.push_back(
-          {"msg_" + api::new_prediction_id(), row.id, row.token_id, ev, *row.webhook, payload});
+    for (auto& d : webhook_deliveries_for(row, written.at(row.id).events, public_url)) {
+      deliveries.push_back(std::move(d));
     }
   }
-  storage::delivery_insert_many(tx, deliveries);
+  storage::delivery_insert_many(tx, deliveries, throttle_ms);
   storage::prediction_notify_notes(tx, notes);
   tx.commit();
   return out;
@@ -552,7 +543,9 @@ asio::awaitable<dispatcher::applied> dispatcher::apply_with_retry(std::vector<co
     std::string error;
     bool retry_as_is = false;
     try {
-      auto work = [&batch, &base](pqxx::connection& c) { return apply_batch(c, batch, base); };
+      auto work = [&batch, &base, throttle = opts_.webhook_throttle_ms](pqxx::connection& c) {
+        return apply_batch(c, batch, base, throttle);
+      };
       applied out;
       static_cast<batch_result&>(out) = co_await db_.run(work);
       if (warned) spdlog::info("container updates are being applied again");

@@ -31,6 +31,7 @@ struct dispatcher_options {
   std::string callback_url;  // where containers send their updates (the container-update route)
   std::string public_url;    // the API's public base URL (webhook bodies carry urls)
   std::int64_t lease_ms = 30'000;
+  int webhook_throttle_ms = 500;  // output and logs webhooks: one per prediction per interval
   std::chrono::milliseconds poll_interval{1'000};  // fallback when no notification arrives
   std::size_t max_claim = 256;                     // predictions per claim statement
   std::size_t max_ingest_batch = 1'000;            // updates per transaction

@@ -14,9 +14,13 @@
 #include "scheduler/api/prediction_json.hpp"
 #include "scheduler/api/timefmt.hpp"
 #include "scheduler/api/tokens.hpp"
+#include "scheduler/webhook_events.hpp"
+#include "storage/deliveries.hpp"
 #include "storage/errors.hpp"
 #include "storage/outbox.hpp"
 #include "storage/predictions.hpp"
+#include "storage/tokens.hpp"
+#include "webhook/signature.hpp"
 
 namespace cogwheel::scheduler {
 
@@ -71,6 +75,40 @@ response invalid_field(std::string field, std::string reason, std::string detail
 
 response not_found(std::string what) {
   return http::problem(bhttp::status::not_found, std::move(what));
+}
+
+json secret_json(const storage::token_row& t) {
+  json out = {{"key", t.webhook_secret}};
+  if (t.previous_secret_until && *t.previous_secret_until > api::now_micros()) {
+    out["previous_key_expires_at"] = api::rfc3339_micros(*t.previous_secret_until);
+  }
+  return out;
+}
+
+json delivery_json(const storage::delivery_row& d) {
+  auto at = [](const std::optional<storage::micros>& t) {
+    return t ? json(api::rfc3339_micros(*t)) : json(nullptr);
+  };
+  json attempts = json::array();
+  for (const auto& a : d.attempt_log) {
+    attempts.push_back(
+        {{"attempt", a.attempt},
+         {"started_at", api::rfc3339_micros(a.started_at)},
+         {"latency_ms", a.latency_ms ? json(*a.latency_ms) : json(nullptr)},
+         {"status_code", a.status_code ? json(*a.status_code) : json(nullptr)},
+         {"error", a.error ? json(*a.error) : json(nullptr)},
+         {"response", a.response_excerpt ? json(*a.response_excerpt) : json(nullptr)}});
+  }
+  return {{"id", d.message_id},
+          {"event", d.event},
+          {"url", d.url},
+          {"state", d.state},
+          {"attempts", d.attempts},
+          {"created_at", api::rfc3339_micros(d.created_at)},
+          {"next_attempt_at", at(d.next_attempt_at)},
+          {"finished_at", at(d.finished_at)},
+          {"last_error", d.last_error ? json(*d.last_error) : json(nullptr)},
+          {"attempt_log", std::move(attempts)}};
 }
 
 response unavailable(std::string detail) {
@@ -128,6 +166,12 @@ class handlers {
     auto parsed = api::parse_create(ctx.req.body(), route);
     if (auto* e = std::get_if<api::validation_error>(&parsed)) co_return invalid(*e);
     auto& req = std::get<api::create_request>(parsed);
+    if (req.webhook) {
+      // Obviously bad targets (a private address, an odd IPv4 spelling) are refused now; host
+      // names are resolved and checked at each delivery.
+      auto checked = webhook::parse_webhook_url(*req.webhook, api_.webhook_guard);
+      if (!checked.url) co_return invalid_field("webhook", checked.error);
+    }
 
     const resolved_version* target = nullptr;
     if (route == api::create_route::model) {
@@ -241,25 +285,23 @@ class handlers {
     const std::string id(ctx.params.get("id"));
     if (!api::is_prediction_id(id)) co_return not_found("Prediction not found");
     const std::string base = api_.public_url;
-    auto work = [token_id = who->token_id, &id, &base](pqxx::connection& c) {
+    auto work = [token_id = who->token_id, &id, &base,
+                 throttle_ms = api_.webhook_throttle_ms](pqxx::connection& c) {
       pqxx::work tx(c);
       auto r = storage::prediction_cancel(tx, token_id, id);
       if (r && (r->canceled_now || r->cancel_requested)) {
         storage::prediction_notify_changed(tx, {id});
       }
-      if (r && r->canceled_now && r->row.webhook) {
-        const auto& filter = r->row.webhook_events_filter;
-        if (!filter || std::find(filter->begin(), filter->end(), "completed") != filter->end()) {
-          storage::delivery_insert_many(
-              tx, {{"msg_" + api::new_prediction_id(), id, token_id, "completed", *r->row.webhook,
-                    api::prediction_json(r->row, base).dump()}});
-        }
+      if (r && r->canceled_now) {
+        storage::delivery_insert_many(tx, webhook_deliveries_for(r->row, {"completed"}, base),
+                                      throttle_ms);
       }
       tx.commit();
       return r;
     };
     auto result = co_await api_.db.run(work);
     if (!result) co_return not_found("Prediction not found");
+    if (result->canceled_now && api_.webhooks_queued) api_.webhooks_queued();
     co_return prediction(bhttp::status::ok, result->row);
   }
 
@@ -324,11 +366,82 @@ class handlers {
                          {{"next", next}, {"previous", previous}, {"results", std::move(results)}});
   }
 
+  // Read from the database, not the authentication cache: a rotation shows at once.
   asio::awaitable<response> webhook_secret(request_context& ctx) {
     std::optional<response> refusal;
     auto who = co_await admit(ctx, api_.read_limiter, refusal);
     if (!who) co_return std::move(*refusal);
-    co_return http::json(bhttp::status::ok, {{"key", who->webhook_secret}});
+    auto work = [id = who->token_id](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      return storage::token_get(tx, id);
+    };
+    auto row = co_await api_.db.run(work);
+    if (!row) co_return unauthorized();
+    co_return http::json(bhttp::status::ok, secret_json(*row));
+  }
+
+  asio::awaitable<response> rotate_secret(request_context& ctx) {
+    std::optional<response> refusal;
+    auto who = co_await admit(ctx, api_.read_limiter, refusal);
+    if (!who) co_return std::move(*refusal);
+    auto work = [id = who->token_id, overlap = api_.secret_overlap](pqxx::connection& c) {
+      pqxx::work tx(c);
+      auto row = storage::token_rotate_secret(tx, id, webhook::generate_secret(), overlap);
+      tx.commit();
+      return row;
+    };
+    auto row = co_await api_.db.run(work);
+    if (!row) co_return unauthorized();
+    co_return http::json(bhttp::status::ok, secret_json(*row));
+  }
+
+  asio::awaitable<response> webhooks(request_context& ctx) {
+    std::optional<response> refusal;
+    auto who = co_await admit(ctx, api_.read_limiter, refusal);
+    if (!who) co_return std::move(*refusal);
+    const std::string id(ctx.params.get("id"));
+    if (!api::is_prediction_id(id)) co_return not_found("Prediction not found");
+    auto work = [token_id = who->token_id, &id](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      auto found = storage::prediction_get(tx, token_id, id).has_value();
+      return std::make_pair(found, storage::delivery_list(tx, token_id, id));
+    };
+    auto [found, rows] = co_await api_.db.run(work);
+    if (!found) co_return not_found("Prediction not found");
+    json results = json::array();
+    for (const auto& d : rows) results.push_back(delivery_json(d));
+    co_return http::json(bhttp::status::ok, {{"results", std::move(results)}});
+  }
+
+  asio::awaitable<response> redeliver(request_context& ctx) {
+    std::optional<response> refusal;
+    auto who = co_await admit(ctx, api_.read_limiter, refusal);
+    if (!who) co_return std::move(*refusal);
+    const std::string id(ctx.params.get("id"));
+    if (!api::is_prediction_id(id)) co_return not_found("Prediction not found");
+    json body = json::parse(ctx.req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      co_return invalid_field("body", "must be a JSON object like {\"delivery\": \"msg_...\"}", {},
+                              bhttp::status::bad_request);
+    }
+    for (const auto& [key, value] : body.items()) {
+      if (key != "delivery") co_return invalid_field(key, "unknown field");
+    }
+    auto it = body.find("delivery");
+    if (it == body.end() || !it->is_string()) {
+      co_return invalid_field("delivery", "must be the id (msg_...) of one of its deliveries");
+    }
+    const std::string message_id = it->get<std::string>();
+    auto work = [token_id = who->token_id, &id, &message_id](pqxx::connection& c) {
+      pqxx::work tx(c);
+      auto row = storage::delivery_redeliver(tx, token_id, id, message_id);
+      tx.commit();
+      return row;
+    };
+    auto row = co_await api_.db.run(work);
+    if (!row) co_return not_found("Delivery " + message_id + " of prediction " + id + " not found");
+    if (api_.webhooks_queued) api_.webhooks_queued();
+    co_return http::json(bhttp::status::accepted, delivery_json(*row));
   }
 
  private:
@@ -375,6 +488,12 @@ void add_prediction_routes(http::router& routes, std::atomic<predictions_api*>& 
              guarded(slot, [](handlers& h, request_context& ctx) { return h.get(ctx); }));
   routes.add(bhttp::verb::post, "/v1/predictions/{id}/cancel",
              guarded(slot, [](handlers& h, request_context& ctx) { return h.cancel(ctx); }));
+  routes.add(bhttp::verb::get, "/v1/predictions/{id}/webhooks",
+             guarded(slot, [](handlers& h, request_context& ctx) { return h.webhooks(ctx); }));
+  routes.add(bhttp::verb::post, "/v1/predictions/{id}/webhooks",
+             guarded(slot, [](handlers& h, request_context& ctx) { return h.redeliver(ctx); }));
+  routes.add(bhttp::verb::post, "/v1/webhooks/default/secret/rotate",
+             guarded(slot, [](handlers& h, request_context& ctx) { return h.rotate_secret(ctx); }));
   routes.add(
       bhttp::verb::get, "/v1/webhooks/default/secret",
       guarded(slot, [](handlers& h, request_context& ctx) { return h.webhook_secret(ctx); }));

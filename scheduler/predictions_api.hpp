@@ -1,6 +1,11 @@
 #pragma once
-// The Replicate-compatible predictions API (PROTOCOLS.md §1): routes and their handlers.
+// The Replicate-compatible predictions API (PROTOCOLS.md §1): routes and their handlers. Ours
+// besides: GET /v1/predictions/{id}/webhooks (a prediction's webhook deliveries and attempts),
+// POST there with {"delivery": "msg_..."} (send one again), POST
+// /v1/webhooks/default/secret/rotate.
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <string>
 
 #include "http/router.hpp"
@@ -10,6 +15,7 @@
 #include "scheduler/create_batcher.hpp"
 #include "scheduler/prediction_watch.hpp"
 #include "storage/database.hpp"
+#include "webhook/address_guard.hpp"
 
 namespace cogwheel::scheduler {
 
@@ -21,7 +27,11 @@ struct predictions_api {
   const config& catalog;
   api::rate_limiter& create_limiter;
   api::rate_limiter& read_limiter;
-  std::string public_url;  // without trailing slash
+  std::string public_url;                       // without trailing slash
+  webhook::guard_options webhook_guard;         // webhook URLs refused at create (422)
+  std::chrono::seconds secret_overlap{86'400};  // the previous secret signs this long
+  int webhook_throttle_ms = 500;
+  std::function<void()> webhooks_queued;  // after a commit that queued webhook events
 };
 
 // Registers every /v1 route. Until `slot` points at the API's parts (the database is being

@@ -1,6 +1,9 @@
 #include "scheduler/settings.hpp"
 
 #include <sstream>
+#include <stdexcept>
+
+#include "webhook/retry.hpp"
 
 namespace cogwheel::scheduler {
 
@@ -92,6 +95,51 @@ const std::vector<option_def>& option_defs() {
       {"--row-retention", "COGWHEEL_ROW_RETENTION", "2592000",
        "Seconds after a prediction ends until its row is deleted (30 days); 0 keeps rows.",
        for_serve, member(&settings::row_retention_s)},
+      {"--webhook-allow", "COGWHEEL_WEBHOOK_ALLOW", "(none)",
+       "Addresses or CIDR ranges webhooks may go to although the SSRF guard refuses them "
+       "(loopback, private, link-local...), comma-separated, e.g. 10.0.0.0/8,127.0.0.1.",
+       for_serve, member(&settings::webhook_allow)},
+      {"--webhook-concurrency", "COGWHEEL_WEBHOOK_CONCURRENCY", "256",
+       "Webhook attempts in flight at once in this process.", for_serve,
+       member(&settings::webhook_concurrency)},
+      {"--webhook-endpoint-concurrency", "COGWHEEL_WEBHOOK_ENDPOINT_CONCURRENCY", "8",
+       "Webhook attempts in flight at once to one endpoint (scheme, host and port): a slow "
+       "receiver holds only these.",
+       for_serve, member(&settings::webhook_endpoint_concurrency)},
+      {"--webhook-connect-timeout-ms", "COGWHEEL_WEBHOOK_CONNECT_TIMEOUT_MS", "5000",
+       "Longest a webhook attempt may take to resolve, connect and finish TLS, in milliseconds.",
+       for_serve, member(&settings::webhook_connect_timeout_ms)},
+      {"--webhook-timeout-ms", "COGWHEEL_WEBHOOK_TIMEOUT_MS", "15000",
+       "Longest a whole webhook attempt may take, in milliseconds.", for_serve,
+       member(&settings::webhook_timeout_ms)},
+      {"--webhook-retry-schedule", "COGWHEEL_WEBHOOK_RETRY_SCHEDULE",
+       "0,5s,5m,30m,2h,5h,10h,14h,20h,24h",
+       "Delays before each attempt of a `completed` webhook (units ms, s, m, h; ±10% jitter); "
+       "after the last one fails the delivery is recorded as failed.",
+       for_serve, member(&settings::webhook_retry_schedule)},
+      {"--webhook-quick-schedule", "COGWHEEL_WEBHOOK_QUICK_SCHEDULE", "0,1s,5s,15s,30s",
+       "Delays before each attempt of a `start`, `output` or `logs` webhook; after the last one "
+       "fails the delivery is dropped (and recorded).",
+       for_serve, member(&settings::webhook_quick_schedule)},
+      {"--webhook-time-scale", "COGWHEEL_WEBHOOK_TIME_SCALE", "1",
+       "Multiplies every delay of both schedules (e.g. 0.001 compresses a day into 86 s, for "
+       "tests).",
+       for_serve, member(&settings::webhook_time_scale)},
+      {"--webhook-throttle-ms", "COGWHEEL_WEBHOOK_THROTTLE_MS", "500",
+       "At most one `output` or `logs` webhook per prediction per this many milliseconds; the "
+       "one that goes carries the newest state.",
+       for_serve, member(&settings::webhook_throttle_ms)},
+      {"--webhook-poll-ms", "COGWHEEL_WEBHOOK_POLL_MS", "250",
+       "How often due retries and other processes' webhook events are looked for, in "
+       "milliseconds (this process's own events go out at once).",
+       for_serve, member(&settings::webhook_poll_ms)},
+      {"--webhook-ca-file", "COGWHEEL_WEBHOOK_CA_FILE", "(none)",
+       "A PEM file of certificate authorities trusted for HTTPS webhooks besides the system's.",
+       for_serve, member(&settings::webhook_ca_file)},
+      {"--webhook-secret-overlap", "COGWHEEL_WEBHOOK_SECRET_OVERLAP", "86400",
+       "Seconds the previous signing secret keeps signing after a rotation (both signatures are "
+       "sent).",
+       for_serve, member(&settings::webhook_secret_overlap_s)},
       {"--log-level", "COGWHEEL_LOG_LEVEL", "info", "One of trace, debug, info, warn, error, off.",
        for_database,
        [](CLI::App& app, settings& s, const option_def& d) {
@@ -133,6 +181,24 @@ void validate(const settings& s) {
   require(
       s.row_retention_s == 0 || s.data_retention_s == 0 || s.row_retention_s >= s.data_retention_s,
       "--row-retention must not be shorter than --data-retention");
+  require(s.webhook_concurrency >= 1, "--webhook-concurrency must be at least 1");
+  require(s.webhook_endpoint_concurrency >= 1, "--webhook-endpoint-concurrency must be at least 1");
+  require(s.webhook_connect_timeout_ms >= 1, "--webhook-connect-timeout-ms must be positive");
+  require(s.webhook_timeout_ms >= s.webhook_connect_timeout_ms,
+          "--webhook-timeout-ms must not be shorter than --webhook-connect-timeout-ms");
+  require(s.webhook_time_scale > 0 && s.webhook_time_scale <= 1000,
+          "--webhook-time-scale must be above 0 and at most 1000");
+  require(s.webhook_throttle_ms >= 0, "--webhook-throttle-ms must be >= 0");
+  require(s.webhook_poll_ms >= 10, "--webhook-poll-ms must be at least 10");
+  require(s.webhook_secret_overlap_s >= 0, "--webhook-secret-overlap must be >= 0");
+  for (const auto* schedule : {&s.webhook_retry_schedule, &s.webhook_quick_schedule}) {
+    try {
+      if (webhook::parse_schedule(*schedule).empty()) throw std::invalid_argument("empty");
+    } catch (const std::invalid_argument& e) {
+      throw CLI::ValidationError(std::string("--webhook-retry-schedule / quick-schedule: ") +
+                                 e.what());
+    }
+  }
   require(s.container_token.empty() || s.container_token.size() >= 16,
           "--container-token must be at least 16 characters");
 }

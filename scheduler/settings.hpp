@@ -33,6 +33,18 @@ struct settings {
   int leader_lease_ms = 15'000;
   int data_retention_s = 3'600;       // 0: keep
   int row_retention_s = 30 * 86'400;  // 0: keep
+  std::string webhook_allow;  // comma-separated addresses / CIDR ranges the SSRF guard lets by
+  int webhook_concurrency = 256;
+  int webhook_endpoint_concurrency = 8;
+  int webhook_connect_timeout_ms = 5'000;
+  int webhook_timeout_ms = 15'000;
+  std::string webhook_retry_schedule = "0,5s,5m,30m,2h,5h,10h,14h,20h,24h";
+  std::string webhook_quick_schedule = "0,1s,5s,15s,30s";
+  double webhook_time_scale = 1.0;
+  int webhook_throttle_ms = 500;
+  int webhook_poll_ms = 250;
+  std::string webhook_ca_file;
+  int webhook_secret_overlap_s = 86'400;
   bool operator==(const settings&) const = default;
 };
 

@@ -15,9 +15,22 @@ struct delivery_new {
   std::string event;  // start | output | logs | completed
   std::string url;
   std::string payload;  // the exact bytes to send and sign
+  // For a completed event: the prediction's pending output and logs deliveries that no process
+  // is sending are superseded (no older snapshot goes out after completed was queued). Set when
+  // the prediction's filter lets output or logs through.
+  bool supersedes = false;
 };
 
-void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows);
+// The throttle of output and logs events (PROTOCOLS.md: at most one delivery per interval per
+// prediction, coalesced so that the body carries the newest state).
+inline constexpr int default_throttle_ms = 500;
+
+// Queues webhook events. An output or logs event whose prediction already has one of those
+// queued, not yet attempted and not being sent, to the same URL replaces that one's body (and
+// keeps its message id); otherwise it is due `throttle_ms` after the prediction's previous output
+// or logs delivery was due (or now). start and completed are due now.
+void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows,
+                          int throttle_ms = default_throttle_ms);
 
 // NOTIFY on `channel` with `items` comma-separated, in as few notifications as fit NOTIFY's
 // payload limit (one for any usual batch).

@@ -1,6 +1,7 @@
 #pragma once
 // The api_tokens table: every SQL statement on it lives in tokens.cpp. Only a token's SHA-256 is
 // stored, never the token itself.
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <pqxx/pqxx>
@@ -33,5 +34,14 @@ std::int64_t token_insert(pqxx::transaction_base& tx, const token_new& t);
 
 // The token whose SHA-256 is `sha256_raw` (32 raw bytes), revoked or not; nullopt when unknown.
 std::optional<token_row> token_find(pqxx::transaction_base& tx, std::string_view sha256_raw);
+
+// The token with this id; nullopt when unknown.
+std::optional<token_row> token_get(pqxx::transaction_base& tx, std::int64_t id);
+
+// Replaces a tenant's webhook signing secret by `new_secret`; the current one keeps signing (both
+// signatures are sent) until now + overlap. Returns the row afterwards; nullopt when unknown.
+std::optional<token_row> token_rotate_secret(pqxx::transaction_base& tx, std::int64_t id,
+                                             const std::string& new_secret,
+                                             std::chrono::seconds overlap);
 
 }  // namespace cogwheel::storage
