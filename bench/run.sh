@@ -35,7 +35,7 @@ if [ "$mode" = full ]; then
   results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
 else
   secs=2; jobs=1000; single_secs=2; single_max=5000; drain_defaults=5; drain_defaults_pgboss=3; drain_tuned=15
-  drain_secs=30; queued=10000
+  drain_secs=30; queued=10000; idle_secs=1
   results=${BENCH_RESULTS:-}
 fi
 batch=1000
@@ -68,7 +68,7 @@ step() {
   say "step $name"
   fig "step_${name}_busy" "$(cpu_busy)"
   set +e
-  ( set -euo pipefail; "$@" )
+  ( set -Eeuo pipefail; trap 'echo "bench: step $name: \"$BASH_COMMAND\" failed (exit $?, ${BASH_SOURCE[0]}:$LINENO)" >&2' ERR; "$@" )
   local rc=$?
   set -e
   fig "step_${name}_seconds" "$(($(date +%s) - t0))"

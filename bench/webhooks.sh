@@ -41,7 +41,7 @@ cw_pid="" rx_pid=""
 source bench/e2e.sh
 cleanup() {
   cw_stop
-  [ -n "$rx_pid" ] && kill "$rx_pid" 2>/dev/null
+  if [ -n "$rx_pid" ]; then kill "$rx_pid" 2>/dev/null || true; fi
   throwaway_postgres_stop
   rm -rf "$work"
 }
