@@ -1,5 +1,6 @@
 #include "scheduler/settings.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <sstream>
 #include <stdexcept>
 
@@ -14,6 +15,21 @@ auto member(T settings::*field) {
   return [field](CLI::App& app, settings& s, const option_def& d) {
     return app.add_option(d.flag, s.*field, d.meaning)->envname(d.env);
   };
+}
+
+// An entry of --webhook-allow: an IPv4 or IPv6 address, or one with a /prefix length.
+bool valid_allow_entry(const std::string& entry) {
+  boost::system::error_code ec;
+  const auto slash = entry.find('/');
+  const auto address = boost::asio::ip::make_address(entry.substr(0, slash), ec);
+  if (ec) return false;
+  if (slash == std::string::npos) return true;
+  const std::string bits = entry.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 ||
+      bits.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  return std::stoi(bits) <= (address.is_v4() ? 32 : 128);
 }
 
 }  // namespace
@@ -198,6 +214,15 @@ void validate(const settings& s) {
       throw CLI::ValidationError(std::string("--webhook-retry-schedule / quick-schedule: ") +
                                  e.what());
     }
+  }
+  for (std::size_t start = 0; start < s.webhook_allow.size();) {
+    auto comma = s.webhook_allow.find(',', start);
+    if (comma == std::string::npos) comma = s.webhook_allow.size();
+    std::string entry = s.webhook_allow.substr(start, comma - start);
+    std::erase(entry, ' ');
+    require(entry.empty() || valid_allow_entry(entry),
+            "--webhook-allow: \"" + entry + "\" is not an address or CIDR range");
+    start = comma + 1;
   }
   require(s.container_token.empty() || s.container_token.size() >= 16,
           "--container-token must be at least 16 characters");

@@ -18,6 +18,20 @@ std::vector<storage::delivery_new> webhook_deliveries_for(const storage::predict
   if (wanted.empty()) return out;
   const bool completed = events.contains("completed") && event_wanted(row, "completed");
   const std::string payload = api::prediction_json(row, public_url).dump();
+  // Started and finished in one change (a fast model whose updates were applied together): the
+  // start event carries the prediction as it was when it started, not its final state.
+  std::string start_payload = payload;
+  if (completed && row.started_at) {
+    storage::prediction_row started = row;
+    started.status = "processing";
+    started.output_json = "null";
+    started.logs.clear();
+    started.error.reset();
+    started.error_code.reset();
+    started.metrics_json.reset();
+    started.completed_at.reset();
+    start_payload = api::prediction_json(started, public_url).dump();
+  }
   bool snapshot = false;  // an output or logs delivery already queued for this change
   for (const auto& ev : wanted) {
     const bool throttled = ev == "output" || ev == "logs";

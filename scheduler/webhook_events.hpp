@@ -3,7 +3,8 @@
 // change's own transaction: one delivery per event that the prediction's filter lets through, the
 // body being the prediction as GET returns it. A change with output and logs both new queues one
 // delivery (one snapshot carries both); completed queues no older snapshot beside it and
-// supersedes the output and logs deliveries still waiting.
+// supersedes the output and logs deliveries still waiting. A change that both starts and ends the
+// prediction gives start the body of the prediction as it started (processing, no output yet).
 #include <set>
 #include <string>
 #include <vector>

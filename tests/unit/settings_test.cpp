@@ -46,3 +46,23 @@ TEST_CASE("README.md carries the configuration table of this binary", "[settings
   readme << in.rdbuf();
   CHECK_THAT(readme.str(), Catch::Contains(options_markdown()));
 }
+
+TEST_CASE("webhook options are checked", "[settings][webhook]") {
+  settings s;
+  s.webhook_allow = "127.0.0.1, 10.0.0.0/8,::1,fd00::/8";
+  CHECK_NOTHROW(validate(s));
+  for (const char* bad : {"localhost", "10.0.0.0/33", "::1/129", "10.0.0.0/", "1.2.3.4/x"}) {
+    s.webhook_allow = bad;
+    INFO(bad);
+    CHECK_THROWS_WITH(validate(s), Catch::Contains("--webhook-allow"));
+  }
+  s = settings{};
+  s.webhook_retry_schedule = "0,5x";
+  CHECK_THROWS_WITH(validate(s), Catch::Contains("schedule"));
+  s = settings{};
+  s.webhook_timeout_ms = 100;
+  CHECK_THROWS_WITH(validate(s), Catch::Contains("--webhook-timeout-ms"));
+  s = settings{};
+  s.webhook_time_scale = 0;
+  CHECK_THROWS_WITH(validate(s), Catch::Contains("--webhook-time-scale"));
+}
