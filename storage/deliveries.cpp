@@ -31,13 +31,15 @@ std::optional<T> opt(const pqxx::field& f) {
 
 // The candidates: due, not leased (or the lease lapsed), not behind an earlier pending delivery
 // of the same prediction; oldest due first.
-// Fresh ones and retries by their own index; endpoints at their limit are left out.
+// Fresh ones and retries by their own index; endpoints at their limit are left out. Read without
+// locks: only the ones chosen are locked (SKIP LOCKED), by the lease statement, which checks
+// again that they are still free.
 #define CLAIM_CANDIDATES(attempts)                                                             \
   "SELECT d.id, d.endpoint FROM webhook_deliveries d WHERE d.state = 'pending' AND " attempts  \
   " AND d.next_attempt_at <= now() AND (d.lease_expires_at IS NULL OR d.lease_expires_at < "   \
   "now()) AND d.endpoint <> ALL($2::text[]) AND NOT EXISTS (SELECT 1 FROM webhook_deliveries " \
   "e WHERE e.prediction_id = d.prediction_id AND e.state = 'pending' AND e.id < d.id) ORDER "  \
-  "BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED"
+  "BY d.next_attempt_at, d.id LIMIT $1"
 const char* const claim_fresh_sql = CLAIM_CANDIDATES("d.attempts = 0");
 const char* const claim_retry_sql = CLAIM_CANDIDATES("d.attempts > 0");
 
@@ -59,8 +61,11 @@ std::string text_array(const std::vector<std::string>& items) {
 
 const char* const claim_lease_sql =
     "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = now() + $2 * "
-    "interval '1 millisecond', attempts = d.attempts + 1 FROM api_tokens t WHERE "
-    "d.id = ANY($3::bigint[]) AND t.id = d.token_id RETURNING d.id, d.message_id, "
+    "interval '1 millisecond', attempts = d.attempts + 1 FROM api_tokens t WHERE d.id IN "
+    "(SELECT c.id FROM webhook_deliveries c WHERE c.id = ANY($3::bigint[]) AND c.state = "
+    "'pending' AND (c.lease_expires_at IS NULL OR c.lease_expires_at < now()) ORDER BY "
+    "c.next_attempt_at, c.id LIMIT $4 FOR UPDATE SKIP LOCKED) AND t.id = d.token_id "
+    "RETURNING d.id, d.message_id, "
     "d.prediction_id, d.token_id, d.event, d.url, d.endpoint, d.payload, d.attempts, "
     "t.webhook_secret, CASE WHEN t.previous_secret_until > now() THEN "
     "t.previous_webhook_secret END, EXISTS (SELECT 1 FROM webhook_disabled_urls u WHERE "
@@ -124,8 +129,9 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
                             : exec_prepared_sql(tx, "delivery_claim_retry", claim_retry_sql,
                                                 static_cast<long>(p.limit * 4), text_array(full));
   std::vector<std::int64_t> chosen;
+  // Every candidate within its endpoint's limit; the lease takes the first `limit` of them that
+  // no concurrent claim holds (a subset stays within the limits).
   for (const auto& row : candidates) {
-    if (chosen.size() >= p.limit) break;
     auto& n = busy[row[1].as<std::string>()];
     if (n >= p.per_endpoint) continue;
     ++n;
@@ -133,7 +139,8 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
   }
   if (chosen.empty()) return out;
   auto rows = exec_prepared_sql(tx, "delivery_claim_lease", claim_lease_sql, p.owner,
-                                static_cast<long>(p.lease.count()), id_array(chosen));
+                                static_cast<long>(p.lease.count()), id_array(chosen),
+                                static_cast<long>(p.limit));
   for (const auto& r : rows) {
     delivery_claimed d;
     d.id = r[0].as<std::int64_t>();

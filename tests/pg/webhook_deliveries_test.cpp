@@ -435,11 +435,10 @@ TEST_CASE("concurrent claims on two connections take disjoint deliveries", "[pg]
   CHECK(a.size() + b.size() + rest.size() == total);
 }
 
-// Finding: the candidate query locks up to 4 x limit rows (FOR UPDATE ... LIMIT $1 * 4) but
-// leases only `limit`; until the claiming transaction ends, a concurrent claimer skips the rows
-// locked and not taken. Marked !mayfail: it documents the behaviour without failing the run.
+// Candidates are read without locks and only the rows leased are locked: a concurrent claim gets
+// the rows the first one did not take.
 TEST_CASE("a concurrent claim is not kept from rows the first one does not take",
-          "[pg][webhook][!mayfail][overlock]") {
+          "[pg][webhook]") {
   fixture f;
   for (int i = 0; i < 6; ++i) f.queue(f.prediction(), "msg_c" + std::to_string(i), "start");
   pqxx::connection other(f.schema.conninfo());
