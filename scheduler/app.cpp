@@ -130,6 +130,7 @@ webhook::delivery_options webhook_delivery_options(const settings& s, const std:
   o.owner = owner;
   o.max_in_flight = static_cast<std::size_t>(s.webhook_concurrency);
   o.per_endpoint = static_cast<std::size_t>(s.webhook_endpoint_concurrency);
+  o.send.max_idle_per_endpoint = o.per_endpoint;  // every connection in flight can be kept
   o.poll = std::chrono::milliseconds(s.webhook_poll_ms);
   o.retry.completed = webhook::parse_schedule(s.webhook_retry_schedule);
   o.retry.other = webhook::parse_schedule(s.webhook_quick_schedule);

@@ -118,7 +118,7 @@ const std::vector<option_def>& option_defs() {
       {"--webhook-concurrency", "COGWHEEL_WEBHOOK_CONCURRENCY", "256",
        "Webhook attempts in flight at once in this process.", for_serve,
        member(&settings::webhook_concurrency)},
-      {"--webhook-endpoint-concurrency", "COGWHEEL_WEBHOOK_ENDPOINT_CONCURRENCY", "8",
+      {"--webhook-endpoint-concurrency", "COGWHEEL_WEBHOOK_ENDPOINT_CONCURRENCY", "32",
        "Webhook attempts in flight at once to one endpoint (scheme, host and port): a slow "
        "receiver holds only these.",
        for_serve, member(&settings::webhook_endpoint_concurrency)},

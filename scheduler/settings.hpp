@@ -35,7 +35,7 @@ struct settings {
   int row_retention_s = 30 * 86'400;  // 0: keep
   std::string webhook_allow;  // comma-separated addresses / CIDR ranges the SSRF guard lets by
   int webhook_concurrency = 256;
-  int webhook_endpoint_concurrency = 8;
+  int webhook_endpoint_concurrency = 32;
   int webhook_connect_timeout_ms = 5'000;
   int webhook_timeout_ms = 15'000;
   std::string webhook_retry_schedule = "0,5s,5m,30m,2h,5h,10h,14h,20h,24h";

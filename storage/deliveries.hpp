@@ -18,7 +18,7 @@ struct delivery_claim_params {
   std::chrono::milliseconds lease{30'000};
   std::size_t limit = 64;
   bool fresh = true;             // never attempted (true) or retries (false)
-  std::size_t per_endpoint = 8;  // at most this many of one endpoint...
+  std::size_t per_endpoint = 32;  // at most this many of one endpoint...
   std::vector<std::pair<std::string, std::size_t>> in_flight;  // ...counting these in flight
 };
 

@@ -234,6 +234,7 @@ void delivery_service::finished(const std::string& endpoint, storage::delivery_o
     if (!flushing_) flushing_ = start_flush = true;
   }
   if (start_flush) asio::co_spawn(ioc_, flush(), asio::detached);
+  wake();  // a slot is free: other predictions' deliveries may go now, before the record is written
 }
 
 // Writes the outcomes gathered meanwhile, batch after batch, until none is left; then the next

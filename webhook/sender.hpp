@@ -24,7 +24,7 @@ struct sender_options {
   std::size_t response_limit = 64 * 1024;  // bytes of response body read; the rest is discarded
                                            // (the connection is then not reused)
   std::size_t excerpt_limit = 1024;        // bytes of it kept in send_result::excerpt
-  std::size_t max_idle_per_endpoint = 8;
+  std::size_t max_idle_per_endpoint = 32;
   std::string ca_file;  // extra PEM CA bundle trusted besides the system CAs ("" = none; tests)
 };
 

@@ -408,3 +408,21 @@ TEST_CASE("a rotated secret signs beside the new one", "[e2e][webhook]") {
   CHECK(verifies(got[0], new_secret));
   CHECK_FALSE(verifies(got[0], webhook::generate_secret()));
 }
+
+TEST_CASE("many fast predictions: each gets a start webhook, then its completed one",
+          "[e2e][webhook]") {
+  webhook_fixture f({}, 32);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 60; ++i) {
+    ids.push_back(f.create({{"prompt", i}}, f.receiver.url("m"), json{"start", "completed"})["id"]);
+  }
+  auto got = f.receiver.wait_for(
+      "m", [&](const auto& g) { return g.size() >= 2 * ids.size(); }, 30s);
+  for (const auto& id : ids) {
+    auto mine = test::for_prediction(got, id);
+    INFO(id);
+    REQUIRE(mine.size() == 2);
+    CHECK(mine[0].json()["status"] == "processing");
+    CHECK(mine[1].json()["status"] == "succeeded");
+  }
+}
