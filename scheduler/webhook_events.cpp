@@ -38,7 +38,8 @@ std::vector<storage::delivery_new> webhook_deliveries_for(const storage::predict
     if (throttled && (completed || snapshot)) continue;
     snapshot = snapshot || throttled;
     storage::delivery_new d{
-        "msg_" + api::new_prediction_id(), row.id, row.token_id, ev, *row.webhook, payload};
+        "msg_" + api::new_prediction_id(),      row.id, row.token_id, ev, *row.webhook,
+        ev == "start" ? start_payload : payload};
     d.supersedes = ev == "completed" && (event_wanted(row, "output") || event_wanted(row, "logs"));
     out.push_back(std::move(d));
   }

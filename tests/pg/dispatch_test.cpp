@@ -30,11 +30,6 @@ std::string pid(char c) {
   return std::string(26, c);
 }
 
-std::string migrated(const test::test_schema& schema) {
-  storage::migrate(schema.conninfo(), storage::embedded_migrations());
-  return schema.conninfo();
-}
-
 std::vector<std::string> ids_of(const std::vector<storage::claimed_prediction>& claimed) {
   std::vector<std::string> out;
   for (const auto& c : claimed) out.push_back(c.row.id);

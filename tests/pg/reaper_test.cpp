@@ -35,19 +35,6 @@ std::string pid(char c) {
   return std::string(26, c);
 }
 
-// The n-th of many prediction ids, in numeric order (Crockford base 32, zero-padded).
-std::string nth_id(std::size_t n) {
-  static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
-  std::string id(26, '0');
-  for (std::size_t i = 26; i-- > 0 && n > 0; n /= 32) id[i] = alphabet[n % 32];
-  return id;
-}
-
-std::string migrated(const test::test_schema& schema) {
-  storage::migrate(schema.conninfo(), storage::embedded_migrations());
-  return schema.conninfo();
-}
-
 strings ids_of(const std::vector<storage::due_prediction>& due) {
   strings out;
   for (const auto& d : due) out.push_back(d.id);
@@ -757,11 +744,12 @@ TEST_CASE_METHOD(reaper_fixture, "the due and lapsed lookups use their partial i
   constexpr std::size_t total = 4000, finished = 3000, queued_until = 3700, dispatched_until = 3850;
   {
     std::vector<storage::prediction_new> rows;
-    for (std::size_t i = 0; i < total; ++i) rows.push_back(fresh(nth_id(i)));
+    for (std::size_t i = 0; i < total; ++i) rows.push_back(fresh(test::nth_prediction_id(i)));
     pqxx::work tx(conn);
     REQUIRE(storage::prediction_insert_many(tx, rows).size() == total);
     auto range = [&](std::size_t from, std::size_t to) {
-      return "id >= '" + nth_id(from) + "' AND id < '" + nth_id(to) + "'";
+      return "id >= '" + test::nth_prediction_id(from) + "' AND id < '" +
+             test::nth_prediction_id(to) + "'";
     };
     // About half the rows have a Cancel-After deadline; a few live ones passed it (below).
     tx.exec("UPDATE predictions SET deadline = now() + interval '1 hour' WHERE right(id, 1) < 'g'");

@@ -12,11 +12,6 @@ namespace {
 constexpr const char* version_id =
     "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa";
 
-std::string migrated(const test::test_schema& schema) {
-  storage::migrate(schema.conninfo(), storage::embedded_migrations());
-  return schema.conninfo();
-}
-
 struct fixture {
   test::test_schema schema;
   pqxx::connection conn{migrated(schema)};

@@ -35,19 +35,6 @@ const std::string endpoint_a = "https://a.example";
 
 using strings = std::vector<std::string>;
 
-// The n-th prediction id, in numeric order (Crockford base 32, zero-padded).
-std::string nth_id(std::size_t n) {
-  static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
-  std::string id(26, '0');
-  for (std::size_t i = 26; i-- > 0 && n > 0; n /= 32) id[i] = alphabet[n % 32];
-  return id;
-}
-
-std::string migrated(const test::test_schema& schema) {
-  storage::migrate(schema.conninfo(), storage::embedded_migrations());
-  return schema.conninfo();
-}
-
 strings messages_of(const std::vector<storage::delivery_claimed>& claimed) {
   strings out;
   for (const auto& c : claimed) out.push_back(c.message_id);
@@ -95,7 +82,7 @@ struct fixture {
 
   // A new prediction of the token; ids grow with each call.
   std::string prediction(std::int64_t owner = 0) {
-    const std::string id = nth_id(++predictions);
+    const std::string id = test::nth_prediction_id(++predictions);
     pqxx::work tx(conn);
     storage::prediction_new p;
     p.id = id;
@@ -437,8 +424,7 @@ TEST_CASE("concurrent claims on two connections take disjoint deliveries", "[pg]
 
 // Candidates are read without locks and only the rows leased are locked: a concurrent claim gets
 // the rows the first one did not take.
-TEST_CASE("a concurrent claim is not kept from rows the first one does not take",
-          "[pg][webhook]") {
+TEST_CASE("a concurrent claim is not kept from rows the first one does not take", "[pg][webhook]") {
   fixture f;
   for (int i = 0; i < 6; ++i) f.queue(f.prediction(), "msg_c" + std::to_string(i), "start");
   pqxx::connection other(f.schema.conninfo());
@@ -668,7 +654,7 @@ TEST_CASE("delivery_list returns deliveries and attempts in order, for the owner
   CHECK(rows[1].attempt_log.empty());
 
   CHECK(f.list(p, f.other_token_id).empty());
-  CHECK(f.list(nth_id(999)).empty());
+  CHECK(f.list(test::nth_prediction_id(999)).empty());
 }
 
 TEST_CASE("redelivery queues a delivered delivery again with its message id", "[pg][webhook]") {

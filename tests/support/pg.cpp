@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 #include <random>
 
+#include "storage/migrator.hpp"
 #include "storage/pool.hpp"
 
 namespace cogwheel::test {
@@ -41,6 +42,18 @@ test_schema::~test_schema() {
   } catch (...) {
     // The next run starts from fresh schemas; a leftover one harms nothing.
   }
+}
+
+std::string migrated(const test_schema& schema) {
+  storage::migrate(schema.conninfo(), storage::embedded_migrations());
+  return schema.conninfo();
+}
+
+std::string nth_prediction_id(std::size_t n) {
+  static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+  std::string id(26, '0');
+  for (std::size_t i = 26; i-- > 0 && n > 0; n /= 32) id[i] = alphabet[n % 32];
+  return id;
 }
 
 }  // namespace cogwheel::test

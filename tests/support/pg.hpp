@@ -1,5 +1,6 @@
 #pragma once
 // PostgreSQL for tests: the throwaway server the test command starts, one schema per test.
+#include <cstddef>
 #include <string>
 
 namespace cogwheel::test {
@@ -25,5 +26,11 @@ class test_schema {
   std::string conninfo_;
   std::string url_;
 };
+
+// Migrates the schema with the embedded migrations; returns its conninfo.
+std::string migrated(const test_schema& schema);
+
+// The n-th of many prediction ids, in numeric order (Crockford base 32, zero-padded to 26).
+std::string nth_prediction_id(std::size_t n);
 
 }  // namespace cogwheel::test
