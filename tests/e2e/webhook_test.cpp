@@ -184,8 +184,11 @@ TEST_CASE("output and logs webhooks are throttled and coalesced; completed comes
     const auto n = body["output"].is_array() ? body["output"].size() : 0;
     CHECK(n >= previous_outputs);
     previous_outputs = n;
-    if (i >= 2) CHECK(got[i].at - got[i - 1].at >= 250ms);
   }
+  // Each snapshot was due at least the throttle after the one before (a busy machine may send one
+  // late and the next on time, so the spacing at the receiver is not checked pairwise).
+  const auto span = got.back().at - got.front().at;
+  CHECK(got.size() - 2 <= static_cast<std::size_t>(span / 300ms) + 1);
   CHECK(got.size() - 2 < 12);
   // Nothing after completed.
   auto d = f.deliveries_until(p["id"], [](const json& x) {
