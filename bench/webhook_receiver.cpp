@@ -83,9 +83,12 @@ struct options {
 enum class event : unsigned char { start, completed, other };
 const char* event_name(event e) {
   switch (e) {
-    case event::start: return "start";
-    case event::completed: return "completed";
-    case event::other: break;
+    case event::start:
+      return "start";
+    case event::completed:
+      return "completed";
+    case event::other:
+      break;
   }
   return "other";
 }
@@ -111,8 +114,8 @@ struct state {
   std::mutex mu;
   std::vector<record> records;
   std::vector<long> per_port;
-  std::unordered_set<std::string> completed_ids;  // predictions with a completed delivery
-  std::unordered_set<std::string> started_ids;    // ... with a start delivery
+  std::unordered_set<std::string> completed_ids;          // predictions with a completed delivery
+  std::unordered_set<std::string> started_ids;            // ... with a start delivery
   std::unordered_set<std::string> healthy_completed_ids;  // completed on a healthy port
   long start = 0, completed = 0, other = 0;
   std::FILE* receipts = nullptr;
@@ -225,7 +228,9 @@ void take(state& st, int port_index, const bhttp::request<bhttp::string_body>& r
         st.healthy_completed_ids.insert(r.prediction_id);
       }
       break;
-    case event::other: ++st.other; break;
+    case event::other:
+      ++st.other;
+      break;
   }
   st.records.push_back(std::move(r));
 }
@@ -282,8 +287,8 @@ asio::awaitable<void> session(state& st, int port_index, tcp::socket socket) {
 
 asio::awaitable<void> accept_loop(state& st, int port_index, tcp::acceptor& acceptor) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(
-        asio::make_strand(acceptor.get_executor()), asio::as_tuple(asio::use_awaitable));
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(acceptor.get_executor()),
+                                                       asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (st.stopping || ec == asio::error::operation_aborted) co_return;
       continue;
@@ -358,8 +363,9 @@ void summary(state& st) {
                 "duplicates=%ld predictions_completed=%zu bad_signatures=%ld bad_timestamps=%ld "
                 "unsigned=%ld invalid_body=%ld healthy_received=%ld slow_received=%ld "
                 "healthy_port_min=%ld healthy_port_max=%ld in_flight_max=%ld",
-                recs.size(), seconds, seconds > 0 ? static_cast<double>(recs.size()) / seconds : 0.0,
-                st.start, st.completed, st.other, duplicates, st.completed_ids.size(),
+                recs.size(), seconds,
+                seconds > 0 ? static_cast<double>(recs.size()) / seconds : 0.0, st.start,
+                st.completed, st.other, duplicates, st.completed_ids.size(),
                 st.bad_signatures.load(), st.bad_timestamps.load(), st.unsigned_requests.load(),
                 st.invalid_body.load(), healthy, slow, std::max(port_min, 0L), port_max,
                 st.in_flight_max.load());

@@ -17,7 +17,7 @@ struct delivery_claim_params {
   std::string owner;  // this process
   std::chrono::milliseconds lease{30'000};
   std::size_t limit = 64;
-  bool fresh = true;             // never attempted (true) or retries (false)
+  bool fresh = true;              // never attempted (true) or retries (false)
   std::size_t per_endpoint = 32;  // at most this many of one endpoint...
   std::vector<std::pair<std::string, std::size_t>> in_flight;  // ...counting these in flight
 };

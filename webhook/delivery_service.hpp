@@ -30,7 +30,7 @@ namespace cogwheel::webhook {
 struct delivery_options {
   std::string owner;                    // the lease owner: this process
   std::size_t max_in_flight = 256;      // attempts in flight in all
-  std::size_t per_endpoint = 32;         // attempts in flight per endpoint
+  std::size_t per_endpoint = 32;        // attempts in flight per endpoint
   std::size_t claim_batch = 128;        // deliveries claimed per statement at most
   std::chrono::milliseconds poll{250};  // how often due retries and other processes' events
                                         // are looked for without a wake()
