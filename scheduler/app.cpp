@@ -138,15 +138,7 @@ webhook::delivery_options webhook_delivery_options(const settings& s, const std:
   o.send.connect_timeout = std::chrono::milliseconds(s.webhook_connect_timeout_ms);
   o.send.total_timeout = std::chrono::milliseconds(s.webhook_timeout_ms);
   o.send.ca_file = s.webhook_ca_file;
-  std::string allow = s.webhook_allow;
-  for (std::size_t start = 0; start < allow.size();) {
-    auto comma = allow.find(',', start);
-    if (comma == std::string::npos) comma = allow.size();
-    std::string item = allow.substr(start, comma - start);
-    std::erase(item, ' ');
-    if (!item.empty()) o.send.guard.allow.push_back(item);
-    start = comma + 1;
-  }
+  o.send.guard.allow = webhook_allow_entries(s);
   return o;
 }
 

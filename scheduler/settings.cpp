@@ -215,17 +215,25 @@ void validate(const settings& s) {
                                  e.what());
     }
   }
+  for (const auto& entry : webhook_allow_entries(s)) {
+    require(valid_allow_entry(entry),
+            "--webhook-allow: \"" + entry + "\" is not an address or CIDR range");
+  }
+  require(s.container_token.empty() || s.container_token.size() >= 16,
+          "--container-token must be at least 16 characters");
+}
+
+std::vector<std::string> webhook_allow_entries(const settings& s) {
+  std::vector<std::string> out;
   for (std::size_t start = 0; start < s.webhook_allow.size();) {
     auto comma = s.webhook_allow.find(',', start);
     if (comma == std::string::npos) comma = s.webhook_allow.size();
     std::string entry = s.webhook_allow.substr(start, comma - start);
     std::erase(entry, ' ');
-    require(entry.empty() || valid_allow_entry(entry),
-            "--webhook-allow: \"" + entry + "\" is not an address or CIDR range");
+    if (!entry.empty()) out.push_back(std::move(entry));
     start = comma + 1;
   }
-  require(s.container_token.empty() || s.container_token.size() >= 16,
-          "--container-token must be at least 16 characters");
+  return out;
 }
 
 std::string options_markdown() {

@@ -73,6 +73,9 @@ void add_options(CLI::App& cmd, settings& target, scope s);
 // Checks ranges after parsing; throws CLI::ValidationError with a clear message.
 void validate(const settings& s);
 
+// The entries of --webhook-allow: split at commas, spaces removed, empty ones left out.
+std::vector<std::string> webhook_allow_entries(const settings& s);
+
 // The README's configuration table, in Markdown.
 std::string options_markdown();
 
