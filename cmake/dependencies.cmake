@@ -10,6 +10,12 @@ find_package(yaml-cpp REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx>=6.4)
 pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)
+# The service allocates for every request (parsing, JSON, Beast's fields): jemalloc serves that
+# with less contention between threads than glibc's malloc (bench/README.md, "Allocator"). The
+# sanitizers bring their own allocator, so it is left out of sanitizer builds.
+if(COGWHEEL_JEMALLOC AND NOT COGWHEEL_SANITIZE)
+  pkg_check_modules(JEMALLOC REQUIRED IMPORTED_TARGET jemalloc)
+endif()
 if(COGWHEEL_TESTS)
   find_package(Catch2 2.13 REQUIRED)
 endif()

@@ -39,4 +39,8 @@ response json(bhttp::status status, const nlohmann::json& body) {
   return make_response(status, json_content_type, dump_json(body));
 }
 
+response json_text(bhttp::status status, std::string body) {
+  return make_response(status, json_content_type, std::move(body));
+}
+
 }  // namespace cogwheel::http

@@ -22,6 +22,9 @@ response problem(bhttp::status status, std::string detail,
 // thrown.
 response json(bhttp::status status, const nlohmann::json& body);
 
+// A JSON response whose body is already JSON text.
+response json_text(bhttp::status status, std::string body);
+
 // Serialises JSON for a response body: compact, invalid UTF-8 replaced by U+FFFD.
 std::string dump_json(const nlohmann::json& body);
 

@@ -248,8 +248,8 @@ int run_serve(const settings& s) {
   watch.set_hooks(
       [&dispatch](const std::vector<storage::prediction_note>& notes) { dispatch.changed(notes); },
       [&dispatch] { dispatch.wake(); });
-  // Creates claim what this process's free container slots can take in their own transaction,
-  // and announce the rest to every process (one NOTIFY per batch).
+  // Creates claim what this process's free container slots can take in their own transaction;
+  // every insert also announces its versions to every process (one NOTIFY per batch).
   create_batcher batcher(
       db, {},
       [&dispatch](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
@@ -261,10 +261,10 @@ int run_serve(const settings& s) {
         }
         std::sort(versions.begin(), versions.end());
         versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
-        if (versions.empty()) return std::function<void(bool)>{};
-        auto after = dispatch.claim_in(tx, versions);
-        storage::queue_notify(tx, versions);
-        return after;
+        return dispatch.claim_in(tx, versions);
+      },
+      [&dispatch](const std::vector<std::string>& versions) {
+        return dispatch.can_claim(versions);
       });
   batcher.committed = [&dispatch] { dispatch.wake(); };
   authenticator auth(db);

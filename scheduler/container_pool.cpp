@@ -396,6 +396,15 @@ std::map<std::string, std::vector<std::string>> container_pool::reserve(
   return out;
 }
 
+bool container_pool::has_free_slot(const std::vector<std::string>& versions) {
+  std::lock_guard lock(mu_);
+  return std::any_of(containers_.begin(), containers_.end(), [&](const auto& c) {
+    return c->health == container_health::ready && !c->gone &&
+           c->slots - static_cast<int>(c->running.size()) - c->reserved > 0 &&
+           std::find(versions.begin(), versions.end(), c->version_id) != versions.end();
+  });
+}
+
 bool container_pool::confirm(const std::string& container_id, const std::string& prediction_id) {
   std::lock_guard lock(mu_);
   for (auto& c : containers_) {

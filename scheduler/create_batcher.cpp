@@ -1,5 +1,6 @@
 #include "scheduler/create_batcher.hpp"
 
+#include <algorithm>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
 
@@ -17,8 +18,8 @@ void complete(asio::any_io_executor ex, asio::any_completion_handler<create_batc
 }  // namespace
 
 create_batcher::create_batcher(storage::database& db, create_batcher_options opts,
-                               in_transaction hook)
-    : db_(db), opts_(opts), hook_(std::move(hook)) {
+                               in_transaction hook, wants_transaction wants)
+    : db_(db), opts_(opts), hook_(std::move(hook)), wants_(std::move(wants)) {
   if (opts_.max_batch == 0 || opts_.max_in_flight == 0) {
     throw std::invalid_argument("create batcher needs max_batch and max_in_flight >= 1");
   }
@@ -45,12 +46,31 @@ void create_batcher::start_batch_locked() {
   asio::post(db_.executor(), [this, b = std::move(batch)]() mutable { run_batch(std::move(b)); });
 }
 
+bool create_batcher::needs_transaction(const std::vector<storage::prediction_new>& rows) const {
+  std::vector<std::string> versions;
+  for (const auto& r : rows) {
+    if (r.idempotency_key) return true;  // resolving a taken key reads and writes more
+    versions.push_back(r.version_id);
+  }
+  if (!hook_) return false;
+  if (!wants_) return true;
+  std::sort(versions.begin(), versions.end());
+  versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
+  return wants_(versions);
+}
+
 void create_batcher::run_batch(std::vector<pending> batch) {
   std::vector<storage::prediction_new> rows;
   rows.reserve(batch.size());
   for (auto& p : batch) rows.push_back(p.row);
   auto insert = [&](const std::vector<storage::prediction_new>& some) {
     return db_.run_blocking([&](pqxx::connection& c) {
+      if (!needs_transaction(some)) {
+        pqxx::nontransaction tx(c);
+        auto r = storage::prediction_insert_many(tx, some);
+        if (committed) committed();
+        return r;
+      }
       pqxx::work tx(c);
       auto r = storage::prediction_insert_many(tx, some);
       std::function<void(bool)> after = hook_ ? hook_(tx, r) : nullptr;

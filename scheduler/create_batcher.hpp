@@ -30,12 +30,17 @@ struct create_batcher_options {
 class create_batcher {
  public:
   using signature = void(std::exception_ptr, storage::insert_result);
-  // Runs inside each batch's transaction after the insert, before the commit (notifications, a
-  // claim); what it returns, if anything, runs once the transaction ended (true: committed).
+  // Runs inside a batch's transaction after the insert, before the commit (a claim); what it
+  // returns, if anything, runs once the transaction ended (true: committed).
   using in_transaction = std::function<std::function<void(bool)>(
       pqxx::transaction_base&, const std::vector<storage::insert_result>&)>;
+  // Asked before each batch with the batch's versions: whether `in_transaction` has work for
+  // them (free container slots). When it has none, and no row carries an idempotency key, the
+  // batch is one autocommitted statement instead of BEGIN, INSERT, hook, COMMIT.
+  using wants_transaction = std::function<bool(const std::vector<std::string>& versions)>;
 
-  create_batcher(storage::database& db, create_batcher_options opts = {}, in_transaction hook = {});
+  create_batcher(storage::database& db, create_batcher_options opts = {}, in_transaction hook = {},
+                 wants_transaction wants = {});
 
   // Takes the row by rvalue reference: no temporary in the caller's co_await operand (GCC 12).
   template <class Token = boost::asio::use_awaitable_t<>>
@@ -70,11 +75,13 @@ class create_batcher {
   void enqueue(storage::prediction_new row, boost::asio::any_io_executor ex,
                boost::asio::any_completion_handler<signature> h);
   void start_batch_locked();
+  bool needs_transaction(const std::vector<storage::prediction_new>& rows) const;
   void run_batch(std::vector<pending> batch);
 
   storage::database& db_;
   create_batcher_options opts_;
   in_transaction hook_;
+  wants_transaction wants_;
   mutable std::mutex mu_;
   std::vector<pending> queue_;
   std::size_t in_flight_ = 0;

@@ -398,6 +398,10 @@ std::function<void(bool)> dispatcher::claim_in(pqxx::transaction_base& tx,
   };
 }
 
+bool dispatcher::can_claim(const std::vector<std::string>& versions) {
+  return !stopping_ && pool_.has_free_slot(versions);
+}
+
 asio::awaitable<void> dispatcher::send_put(storage::prediction_row row, std::string cid) {
   json input = json::parse(row.input_json, nullptr, false);
   if (input.is_discarded()) input = json::object();

@@ -74,6 +74,9 @@ class dispatcher {
   // ended (true: committed), or an empty function when nothing was claimed.
   std::function<void(bool committed)> claim_in(pqxx::transaction_base& tx,
                                                const std::vector<std::string>& versions);
+  // Whether claim_in could claim anything for these versions now (a free slot of a ready
+  // container). Any thread.
+  bool can_claim(const std::vector<std::string>& versions);
 
   // A container's update, already validated. Applied in a batch; any thread.
   void ingest(cog_update u);

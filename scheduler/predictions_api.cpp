@@ -137,7 +137,7 @@ class handlers {
   }
 
   response prediction(bhttp::status status, const storage::prediction_row& row) {
-    return http::json(status, api::prediction_json(row, api_.public_url));
+    return http::json_text(status, api::prediction_json_text(row, api_.public_url));
   }
 
   asio::awaitable<response> create(request_context& ctx, api::create_route route) {
@@ -252,8 +252,7 @@ class handlers {
     }
     // A wait that ran out answers 202 (still running); otherwise the new prediction's 201.
     auto res = prediction(timed_out ? bhttp::status::accepted : bhttp::status::created, current);
-    res.set(bhttp::field::location,
-            api::prediction_urls(api_.public_url, current.id)["get"].get<std::string>());
+    res.set(bhttp::field::location, api::prediction_url(api_.public_url, current.id));
     if (result.outcome == storage::insert_outcome::existing) res.set("Idempotent-Replayed", "true");
     co_return res;
   }
@@ -360,10 +359,14 @@ class handlers {
       if (backward ? true : more) next = page_url(true, rows.back());
       if (backward ? more : p.after.has_value()) previous = page_url(false, rows.front());
     }
-    json results = json::array();
-    for (const auto& r : rows) results.push_back(api::prediction_json(r, api_.public_url));
-    co_return http::json(bhttp::status::ok,
-                         {{"next", next}, {"previous", previous}, {"results", std::move(results)}});
+    std::string body =
+        R"({"next":)" + next.dump() + R"(,"previous":)" + previous.dump() + R"(,"results":[)";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (i > 0) body += ',';
+      body += api::prediction_json_text(rows[i], api_.public_url);
+    }
+    body += "]}";
+    co_return http::json_text(bhttp::status::ok, std::move(body));
   }
 
   // Read from the database, not the authentication cache: a rotation shows at once.

@@ -17,7 +17,7 @@ std::vector<storage::delivery_new> webhook_deliveries_for(const storage::predict
   }
   if (wanted.empty()) return out;
   const bool completed = events.contains("completed") && event_wanted(row, "completed");
-  const std::string payload = api::prediction_json(row, public_url).dump();
+  const std::string payload = api::prediction_json_text(row, public_url);
   // Started and finished in one change (a fast model whose updates were applied together): the
   // start event carries the prediction as it was when it started, not its final state.
   std::string start_payload = payload;
@@ -30,7 +30,7 @@ std::vector<storage::delivery_new> webhook_deliveries_for(const storage::predict
     started.error_code.reset();
     started.metrics_json.reset();
     started.completed_at.reset();
-    start_payload = api::prediction_json(started, public_url).dump();
+    start_payload = api::prediction_json_text(started, public_url);
   }
   bool snapshot = false;  // an output or logs delivery already queued for this change
   for (const auto& ev : wanted) {

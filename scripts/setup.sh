@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config git ca-certificates
   libboost1.81-dev libboost-url1.81-dev libpqxx-dev libpq-dev nlohmann-json3-dev libssl-dev
-  libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev catch2
+  libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev libjemalloc-dev catch2
   postgresql-15 postgresql-contrib curl
 )
 # Node.js runs the official JavaScript clients in the tests; any Node >= 18 on PATH will do.

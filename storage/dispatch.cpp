@@ -17,13 +17,6 @@ std::string text_array(const std::vector<std::string>& items) {
 
 }  // namespace
 
-void queue_notify(pqxx::transaction_base& tx, const std::vector<std::string>& version_ids) {
-  std::vector<std::string> unique = version_ids;
-  std::sort(unique.begin(), unique.end());
-  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-  notify_batched(tx, queue_channel, unique);
-}
-
 std::vector<claimed_prediction> dispatch_claim(pqxx::transaction_base& tx, const claim_params& p) {
   std::vector<claimed_prediction> out;
   if (p.slots.empty()) return out;

@@ -12,11 +12,6 @@
 
 namespace cogwheel::storage {
 
-// The channel on which creates announce new queued work: payload = comma-separated version ids,
-// one notification per batch.
-inline constexpr const char* queue_channel = "cogwheel_queue";
-void queue_notify(pqxx::transaction_base& tx, const std::vector<std::string>& version_ids);
-
 struct claimed_prediction {
   prediction_row row;
   std::string container_id;

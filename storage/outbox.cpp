@@ -65,21 +65,27 @@ void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery
       json, folded, throttle_ms);
 }
 
-void notify_batched(pqxx::transaction_base& tx, const char* channel,
-                    const std::vector<std::string>& items) {
+std::vector<std::string> notify_payloads(const std::vector<std::string>& items) {
   constexpr std::size_t max_payload = 7900;  // NOTIFY payloads must stay under 8000 bytes
+  std::vector<std::string> payloads;
   std::string payload;
-  auto flush = [&] {
-    if (payload.empty()) return;
-    exec_prepared_sql(tx, "notify", "SELECT pg_notify($1, $2)", std::string(channel), payload);
-    payload.clear();
-  };
   for (const auto& item : items) {
-    if (payload.size() + item.size() + 1 > max_payload) flush();
+    if (!payload.empty() && payload.size() + item.size() + 1 > max_payload) {
+      payloads.push_back(std::move(payload));
+      payload.clear();
+    }
     if (!payload.empty()) payload.push_back(',');
     payload += item;
   }
-  flush();
+  if (!payload.empty()) payloads.push_back(std::move(payload));
+  return payloads;
+}
+
+void notify_batched(pqxx::transaction_base& tx, const char* channel,
+                    const std::vector<std::string>& items) {
+  for (const auto& payload : notify_payloads(items)) {
+    exec_prepared_sql(tx, "notify", "SELECT pg_notify($1, $2)", std::string(channel), payload);
+  }
 }
 
 void prediction_notify_changed(pqxx::transaction_base& tx, const std::vector<std::string>& ids) {

@@ -32,8 +32,9 @@ inline constexpr int default_throttle_ms = 500;
 void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery_new>& rows,
                           int throttle_ms = default_throttle_ms);
 
-// NOTIFY on `channel` with `items` comma-separated, in as few notifications as fit NOTIFY's
-// payload limit (one for any usual batch).
+// `items` comma-separated, in as few payloads as fit NOTIFY's limit (one for any usual batch).
+std::vector<std::string> notify_payloads(const std::vector<std::string>& items);
+// NOTIFY on `channel` with each of notify_payloads(items).
 void notify_batched(pqxx::transaction_base& tx, const char* channel,
                     const std::vector<std::string>& items);
 

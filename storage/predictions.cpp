@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "storage/outbox.hpp"
 #include "storage/prediction_columns.hpp"
 #include "storage/prepared.hpp"
 
@@ -106,25 +107,59 @@ std::string batch_json(const std::vector<prediction_new>& rows) {
   return out;
 }
 
-// One statement for the whole batch: the rows travel as one JSON parameter. A row whose
-// idempotency key is taken is skipped here and resolved by resolve_taken_keys().
+// One statement for the whole batch: the rows travel as one JSON parameter, and the new queued
+// work is announced on queue_channel ($2, one notification per payload of $3). Only what the
+// database decides comes back (created_at); the rest of each row is what was sent. A row whose
+// idempotency key is taken is skipped here and resolved afterwards.
 const std::string insert_sql = std::string(R"(
-INSERT INTO predictions (id, token_id, model, version_id, deployment, input, webhook,
-                         webhook_events_filter, deadline, start_by, run_timeout_ms,
-                         idempotency_key, idempotency_sha256)
-SELECT r.id, r.token_id, r.model, r.version_id, r.deployment, r.input, r.webhook,
-       r.webhook_events_filter,
-       CASE WHEN r.deadline_us IS NULL THEN NULL
-            ELSE timestamptz 'epoch' + r.deadline_us * interval '1 microsecond' END,
-       now() + r.start_timeout_ms * interval '1 millisecond', r.run_timeout_ms,
-       r.idempotency_key, decode(r.idempotency_hex, 'hex')
-FROM jsonb_to_recordset($1::jsonb) AS r(ord int, id text, token_id bigint, model text,
-     version_id text, deployment text, input jsonb, webhook text, webhook_events_filter text[],
-     deadline_us bigint, start_timeout_ms bigint, run_timeout_ms bigint, idempotency_key text,
-     idempotency_hex text)
-ORDER BY r.ord
-ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING )") + prediction_columns;
+WITH announced AS (
+  SELECT count(pg_notify($2, payload)) AS n FROM json_array_elements_text($3::json) AS payload
+), inserted AS (
+  INSERT INTO predictions (id, token_id, model, version_id, deployment, input, webhook,
+                           webhook_events_filter, deadline, start_by, run_timeout_ms,
+                           idempotency_key, idempotency_sha256)
+  SELECT r.id, r.token_id, r.model, r.version_id, r.deployment, r.input, r.webhook,
+         r.webhook_events_filter,
+         CASE WHEN r.deadline_us IS NULL THEN NULL
+              ELSE timestamptz 'epoch' + r.deadline_us * interval '1 microsecond' END,
+         now() + r.start_timeout_ms * interval '1 millisecond', r.run_timeout_ms,
+         r.idempotency_key, decode(r.idempotency_hex, 'hex')
+  FROM jsonb_to_recordset($1::jsonb) AS r(ord int, id text, token_id bigint, model text,
+       version_id text, deployment text, input jsonb, webhook text, webhook_events_filter text[],
+       deadline_us bigint, start_timeout_ms bigint, run_timeout_ms bigint, idempotency_key text,
+       idempotency_hex text)
+  ORDER BY r.ord
+  ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING id, )") + US("created_at") +
+                               R"( AS created_us
+)
+SELECT inserted.id, inserted.created_us FROM inserted CROSS JOIN announced)";
+
+// The row as stored by insert_sql: what was sent, as the column defaults complete it.
+prediction_row inserted_row(const prediction_new& p, micros created_at) {
+  prediction_row r;
+  r.id = p.id;
+  r.token_id = p.token_id;
+  r.model = p.model;
+  r.version_id = p.version_id;
+  r.deployment = p.deployment;
+  r.input_json = p.input_json;
+  r.created_at = created_at;
+  r.deadline = p.deadline;
+  r.webhook = p.webhook;
+  r.webhook_events_filter = p.webhook_events_filter;
+  return r;
+}
+
+// The announcement of a batch: its versions, each once.
+std::string announcement(const std::vector<prediction_new>& rows) {
+  std::vector<std::string> versions;
+  versions.reserve(rows.size());
+  for (const auto& r : rows) versions.push_back(r.version_id);
+  std::sort(versions.begin(), versions.end());
+  versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
+  return nlohmann::json(notify_payloads(versions)).dump();
+}
 
 constexpr std::int64_t idempotency_window_us = 24LL * 3600 * 1'000'000;
 
@@ -135,13 +170,16 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
   std::vector<insert_result> results(rows.size());
   if (rows.empty()) return results;
 
-  std::unordered_map<std::string, std::size_t> index_of;
+  std::unordered_map<std::string_view, std::size_t> index_of;
   for (std::size_t i = 0; i < rows.size(); ++i) index_of.emplace(rows[i].id, i);
   std::vector<bool> done(rows.size(), false);
-  for (const auto& r :
-       exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch_json(rows))) {
-    const auto i = index_of.at(r[0].as<std::string>());
-    results[i] = {insert_outcome::created, prediction_from_row(r)};
+  auto insert = [&](const std::vector<prediction_new>& some) {
+    return exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch_json(some),
+                             std::string(queue_channel), announcement(some));
+  };
+  for (const auto& r : insert(rows)) {
+    const auto i = index_of.at(std::string_view(r[0].c_str(), r[0].size()));
+    results[i] = {insert_outcome::created, inserted_row(rows[i], r[1].as<micros>())};
     done[i] = true;
   }
 
@@ -166,8 +204,8 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
       tx.exec_params(
           "UPDATE predictions SET idempotency_key = NULL, idempotency_sha256 = NULL WHERE id = $1",
           row.id);
-      auto again = exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch_json({p}));
-      results[i] = {insert_outcome::created, prediction_from_row(again.at(0))};
+      auto again = insert({p});
+      results[i] = {insert_outcome::created, inserted_row(p, again.at(0)[1].as<micros>())};
     } else if (same) {
       results[i] = {insert_outcome::existing, std::move(row)};
     } else {

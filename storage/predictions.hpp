@@ -60,7 +60,13 @@ struct insert_result {
   prediction_row row;  // the new or the existing prediction (empty on conflict)
 };
 
-// Inserts many predictions with one multi-row statement; results are in the order of `rows`.
+// The channel on which inserts announce new queued work: payload = comma-separated version ids,
+// each once, one notification per batch.
+inline constexpr const char* queue_channel = "cogwheel_queue";
+
+// Inserts many predictions with one multi-row statement that also announces them on
+// queue_channel; results are in the order of `rows`. Without idempotency keys that statement is
+// all it runs, so through a pqxx::nontransaction the batch is one autocommitted statement.
 std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
                                                   const std::vector<prediction_new>& rows);
 

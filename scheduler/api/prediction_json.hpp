@@ -14,10 +14,20 @@ std::string_view trim_base_url(std::string_view base);
 // {get, cancel, stream, web} for a prediction id under the public base URL.
 nlohmann::json prediction_urls(std::string_view public_base_url, std::string_view id);
 
+// The API URL of a prediction: <base>/v1/predictions/<id>.
+std::string prediction_url(std::string_view public_base_url, std::string_view id);
+
 // The full prediction object: id, model, version, input, output, logs, error, error_code, status,
 // source, data_removed, created_at, started_at, completed_at, deadline, urls, metrics, webhook,
 // webhook_events_filter, deployment. input and output are null once data is removed; a JSON text
 // column that does not parse is shown as null rather than failing the whole response.
+// As compact JSON text, written directly (no document is built): what every response and webhook
+// body carries. prediction_json() is this text parsed.
+std::string prediction_json_text(const storage::prediction_row& p,
+                                 std::string_view public_base_url);
 nlohmann::json prediction_json(const storage::prediction_row& p, std::string_view public_base_url);
+
+// Appends `s` as a JSON string (quoted and escaped; invalid UTF-8 replaced by U+FFFD).
+void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace cogwheel::scheduler::api

@@ -585,20 +585,54 @@ struct collector : pqxx::notification_receiver {
 
 }  // namespace
 
-TEST_CASE_METHOD(fixture, "queue_notify sends one notification with each version once",
+namespace {
+
+storage::prediction_new new_row(const std::string& id, const std::string& version,
+                                std::int64_t token_id) {
+  storage::prediction_new p;
+  p.id = id;
+  p.token_id = token_id;
+  p.model = "acme/echo";
+  p.version_id = version;
+  p.input_json = R"({"prompt":"hi","n":3})";
+  return p;
+}
+
+strings split(const std::string& payload) {
+  strings out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto comma = payload.find(',', start);
+    out.push_back(payload.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(fixture, "an insert announces its versions once, in one notification at commit",
                  "[pg][dispatch]") {
   pqxx::connection listener(schema.conninfo());
   collector got(listener, storage::queue_channel);
   pqxx::connection sender(schema.conninfo());
   const int sender_pid = sender.backendpid();
   {
-    pqxx::work tx(sender);
-    storage::queue_notify(tx, {});  // nothing to announce: no notification
-    tx.commit();
+    pqxx::work tx(sender);  // rolled back: nothing was queued, nothing is announced
+    storage::prediction_insert_many(tx, {new_row(pid('9'), v1, token_id)});
+  }
+  {
+    pqxx::nontransaction tx(sender);  // autocommitted
+    auto r = storage::prediction_insert_many(
+        tx, {new_row(pid('1'), v2, token_id), new_row(pid('2'), v1, token_id),
+             new_row(pid('3'), v2, token_id)});
+    REQUIRE(r.size() == 3);
   }
   {
     pqxx::work tx(sender);
-    storage::queue_notify(tx, {v2, v1, v2, v1, v2});
+    storage::prediction_insert_many(tx, {new_row(pid('4'), v1, token_id)});
     tx.commit();
   }
   {
@@ -620,15 +654,51 @@ TEST_CASE_METHOD(fixture, "queue_notify sends one notification with each version
   for (const auto& [payload, from] : got.received) {
     if (from == sender_pid && payload != "end-of-test") payloads.push_back(payload);
   }
-  REQUIRE(payloads.size() == 1);
-  strings versions;
-  std::size_t start = 0;
-  for (;;) {
-    const auto comma = payloads[0].find(',', start);
-    versions.push_back(payloads[0].substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+  REQUIRE(payloads.size() == 2);
+  CHECK(split(payloads[0]) == strings{v1, v2});
+  CHECK(split(payloads[1]) == strings{v1});
+  pqxx::read_transaction tx(conn);
+  CHECK(tx.exec1("SELECT count(*) FROM predictions")[0].as<int>() == 4);
+}
+
+TEST_CASE_METHOD(fixture, "an insert returns each row as a read of it finds it", "[pg][dispatch]") {
+  auto full = new_row(pid('2'), v2, token_id);
+  full.deployment = "acme/echo-prod";
+  full.webhook = "https://hooks.example/x?y=1";
+  full.webhook_events_filter = strings{"start", "completed"};
+  full.deadline = 4'102'444'800'123'456;  // 2100-01-01T00:00:00.123456Z
+  std::vector<storage::insert_result> inserted;
+  {
+    pqxx::nontransaction tx(conn);
+    inserted = storage::prediction_insert_many(tx, {new_row(pid('1'), v1, token_id), full});
   }
-  std::sort(versions.begin(), versions.end());
-  CHECK(versions == strings{v1, v2});
+  REQUIRE(inserted.size() == 2);
+  pqxx::read_transaction tx(conn);
+  for (const auto& r : inserted) {
+    CHECK(r.outcome == storage::insert_outcome::created);
+    auto read = storage::prediction_get(tx, token_id, r.row.id);
+    REQUIRE(read);
+    CHECK(json::parse(r.row.input_json) == json::parse(read->input_json));
+    auto a = r.row;
+    a.input_json = read->input_json;  // the same JSON; the stored text is PostgreSQL's
+    CHECK(a.id == read->id);
+    CHECK(a.token_id == read->token_id);
+    CHECK(a.model == read->model);
+    CHECK(a.version_id == read->version_id);
+    CHECK(a.deployment == read->deployment);
+    CHECK(a.source == read->source);
+    CHECK(a.status == read->status);
+    CHECK(a.output_json == read->output_json);
+    CHECK(a.logs == read->logs);
+    CHECK(a.error == read->error);
+    CHECK(a.error_code == read->error_code);
+    CHECK(a.metrics_json == read->metrics_json);
+    CHECK(a.data_removed == read->data_removed);
+    CHECK(a.created_at == read->created_at);
+    CHECK(a.started_at == read->started_at);
+    CHECK(a.completed_at == read->completed_at);
+    CHECK(a.deadline == read->deadline);
+    CHECK(a.webhook == read->webhook);
+    CHECK(a.webhook_events_filter == read->webhook_events_filter);
+  }
 }

@@ -105,3 +105,67 @@ TEST_CASE("a corrupt JSON column shows as null, bad metrics as {}", "[api][json]
   CHECK(j["output"].is_null());
   CHECK(j["metrics"] == json::object());
 }
+
+TEST_CASE("the text lists the members in the API's order", "[api][json]") {
+  const std::string text = prediction_json_text(fresh_row(), "https://cw.example");
+  const std::vector<std::string> order = {"id",
+                                          "model",
+                                          "version",
+                                          "input",
+                                          "output",
+                                          "logs",
+                                          "error",
+                                          "error_code",
+                                          "status",
+                                          "source",
+                                          "data_removed",
+                                          "created_at",
+                                          "started_at",
+                                          "completed_at",
+                                          "deadline",
+                                          "urls",
+                                          "metrics",
+                                          "webhook",
+                                          "webhook_events_filter",
+                                          "deployment"};
+  std::size_t at = 0;
+  for (const auto& key : order) {
+    const auto found = text.find("\"" + key + "\":", at);
+    INFO(key);
+    REQUIRE(found != std::string::npos);
+    at = found;
+  }
+  CHECK(text.front() == '{');
+  CHECK(text.back() == '}');
+}
+
+TEST_CASE("strings are escaped, and invalid UTF-8 is replaced", "[api][json]") {
+  auto p = fresh_row();
+  p.logs = std::string("quote \" backslash \\ tab \t nl \n nul ") + '\0' + " bell \x07 é 🙂";
+  p.error = std::string("bad \xff byte, cut \xe2\x82 sequence, overlong \xc0\xaf");
+  p.error_code = "E6716";
+  p.status = "failed";
+  const std::string text = prediction_json_text(p, "https://cw.example");
+  const json j = json::parse(text);  // strict: throws on invalid UTF-8
+  CHECK(j["logs"] == p.logs);
+  CHECK(text.find(R"(nul \u0000 bell \u0007 é 🙂)") != std::string::npos);
+  CHECK(j["error"] ==
+        "bad \xEF\xBF\xBD byte, cut \xEF\xBF\xBD\xEF\xBF\xBD sequence, overlong "
+        "\xEF\xBF\xBD\xEF\xBF\xBD");
+  std::string escaped;
+  append_json_string(escaped, "\xed\xa0\x80");  // a UTF-16 surrogate is not UTF-8
+  CHECK(escaped == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+  escaped.clear();
+  append_json_string(escaped, "\xf4\x8f\xbf\xbf \xf4\x90\x80\x80");  // U+10FFFF, then beyond
+  CHECK(escaped.substr(0, 6) == "\"\xf4\x8f\xbf\xbf ");
+  CHECK(json::parse(escaped).get<std::string>().find("\xEF\xBF\xBD") == 5);
+}
+
+TEST_CASE("stored JSON text is carried as it is, numbers included", "[api][json]") {
+  auto p = fresh_row();
+  p.input_json = R"({"seed": 18446744073709551617, "scale": 1.10, "text": "a\u00e9"})";
+  const std::string text = prediction_json_text(p, "https://cw.example");
+  CHECK(text.find(R"("input":{"seed": 18446744073709551617, "scale": 1.10, "text": "a\u00e9"})") !=
+        std::string::npos);
+  CHECK(prediction_url("https://cw.example/", "abc") == "https://cw.example/v1/predictions/abc");
+}
