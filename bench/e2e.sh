@@ -175,8 +175,20 @@ e2e_rx_figures() {  # NAME PREFIX KEY...
   for k in "$@"; do fig "${prefix}$k" "$(field_of "$work/$name.summary" "$k")"; done
 }
 
+# e2e_creates CONNECTIONS PREFIX: wrk posting creates over that many keep-alive connections.
+e2e_creates() {
+  local c=$1 p=$2
+  logged timeout $((secs + 30)) wrk -t2 -c"$c" -d"${secs}s" --latency \
+    -s bench/create.lua "$cw_url" >"$work/${p}wrk.txt"
+  fig "${p}creates" "$(awk '/^Requests\/sec:/ {print int($2)}' "$work/${p}wrk.txt")"
+  fig "${p}not_created" "$(awk '/^NOT_CREATED/ {print $2}' "$work/${p}wrk.txt")"
+  fig "${p}creates_p50" "$(awk '$1 == "50%" {print $2}' "$work/${p}wrk.txt")"
+  fig "${p}creates_p99" "$(awk '$1 == "99%" {print $2}' "$work/${p}wrk.txt")"
+}
+
 # e2e_suite DATABASE_URL PREFIX: in one `cogwheel serve`, one after the other:
-#   creates  wrk -c$conns posting predictions for the version without containers (bench/create.lua);
+#   creates  wrk -c$conns posting predictions for the version without containers (bench/create.lua),
+#            then the same with -c$wide;
 #   peak     loadgen, $conns connections, closed loop, webhooks on 4 healthy receiver ports;
 #   half     loadgen at half the peak end-to-end rate (16 connections, fixed rate);
 #   slowhalf loadgen at the half rate with webhooks round-robin over 20 ports, every 10th
@@ -204,12 +216,9 @@ e2e_suite() {
   # creates
   checkpoint
   export COGWHEEL_TOKEN=$e2e_token
-  logged timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --latency \
-    -s bench/create.lua "$cw_url" >"$work/${p}wrk.txt"
-  fig "${p}creates" "$(awk '/^Requests\/sec:/ {print int($2)}' "$work/${p}wrk.txt")"
-  fig "${p}not_created" "$(awk '/^NOT_CREATED/ {print $2}' "$work/${p}wrk.txt")"
-  fig "${p}creates_p50" "$(awk '$1 == "50%" {print $2}' "$work/${p}wrk.txt")"
-  fig "${p}creates_p99" "$(awk '$1 == "99%" {print $2}' "$work/${p}wrk.txt")"
+  e2e_creates "$conns" "$p"
+  checkpoint
+  e2e_creates "$wide" "${p}wide_"
   fig "${p}rss_after_creates_kb" "$(rss_kb "$cw_pid" VmRSS)"
 
   # peak

@@ -31,6 +31,10 @@ section(`1. The machine's limits: pgbench, ${f.conns} clients, -j 2, ${f.secs} s
 const limit = (key, what, unit, r, target = '') =>
   row(what, num(f[key]) !== null ? `${fmt(f[key])} ${unit}` : failed('limits'), r(f[key]), target);
 limit('pgbench_insert', 'single-row INSERT, one durable commit each', 'tx/s', ratio, 'creates ≥ 0.7×');
+if (f.wide) {
+  limit('pgbench_insert_wide', `the same with ${f.wide} clients`, 'tx/s', ratioOf(num(f.wide_creates)),
+    `creates at ${f.wide} connections ≥ 0.7×`);
+}
 limit('pgbench_claim_1tx', `claim (FOR UPDATE SKIP LOCKED) and mark done, 1 transaction per job (queue of ${fmt(f.queue_rows ?? 0)} rows)`, 'jobs/s', ratioE2e);
 limit('pgbench_claim_2tx', 'claim under a lease (commit), then mark done (commit): 2 transactions per job', 'jobs/s', ratioE2e);
 
@@ -64,10 +68,14 @@ const cogwheelRows = (p) => {
   const stepName = p ? 'cogwheel_queued' : 'cogwheel';
   const g = (k) => f[`${p}${k}`];
   const vs = (k) => change(p, g(k), f[k]);
-  const mine = num(g('creates'));
-  row(`POST /v1/predictions, wrk -t2 -c${f.conns}, ${f.secs} s, keep-alive`,
-    mine !== null ? `${fmt(mine)} creates/s (p50 ${g('creates_p50')}, p99 ${g('creates_p99')}; ${fmt(g('not_created') ?? 0)} non-201)` : failed(stepName),
-    p ? vs('creates') : (mine !== null ? '1.00' : 'n/a'), p ? 'within 10%' : '≥ 10,000/s');
+  const createsRow = (k, c) => {
+    const n = num(g(`${k}creates`));
+    row(`POST /v1/predictions, wrk -t2 -c${c}, ${f.secs} s, keep-alive`,
+      n !== null ? `${fmt(n)} creates/s (p50 ${g(`${k}creates_p50`)}, p99 ${g(`${k}creates_p99`)}; ${fmt(g(`${k}not_created`) ?? 0)} non-201)` : failed(stepName),
+      p ? vs(`${k}creates`) : (n !== null ? '1.00' : 'n/a'), p ? 'within 10%' : '≥ 10,000/s');
+  };
+  createsRow('', f.conns);
+  if (f.wide) createsRow('wide_', f.wide);
   const pe = e2eOf(p);
   if (pe === null) {
     row('end-to-end predictions/s', failed(stepName), '', p ? 'within 10%' : '≥ 2,000/s, above every peer');
@@ -108,6 +116,10 @@ section('4. Ratios (third column above: cogwheel creates/s ÷ the figure for enq
 const best = (pick) => peers.map((p) => ({ p, v: pick(p) })).filter((x) => num(x.v) !== null)
   .sort((a, b) => b.v - a.v)[0];
 row('cogwheel creates/s ÷ pgbench single-row INSERT', ratio(f.pgbench_insert), '', '≥ 0.7');
+if (f.wide) {
+  row(`the same with ${f.wide} connections and ${f.wide} clients`,
+    ratioOf(num(f.wide_creates))(f.pgbench_insert_wide), '', '≥ 0.7');
+}
 row('cogwheel end to end ÷ pgbench claim and mark done (1 transaction)', ratioE2e(f.pgbench_claim_1tx));
 row('cogwheel end to end ÷ pgbench claim, then mark done (2 transactions)', ratioE2e(f.pgbench_claim_2tx));
 for (const [what, pick] of [['one-job-per-call enqueue', (p) => p.single.perSecond],

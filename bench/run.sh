@@ -23,6 +23,7 @@ case "${1:-}" in
 esac
 
 conns=64              # pgbench clients, wrk connections, peer single-enqueue calls in flight
+wide=256              # the same creates and INSERT figures again with this many connections
 if [ "$mode" = full ]; then
   secs=10             # each pgbench / wrk measurement
   jobs=100000         # no-op jobs each peer enqueues in batches and then works
@@ -138,15 +139,15 @@ fig node_version "$(node --version)"
 fig pgbench_version "$("$THROWAWAY_PG_BIN/pgbench" --version | awk '{print $3}')"
 fig wrk_version "$(wrk --version 2>&1 | awk 'NR == 1 {print $2}')"
 fig commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (working tree has uncommitted changes)')"
-fig conns "$conns"; fig secs "$secs"; fig jobs "$jobs"; fig batch "$batch"
+fig conns "$conns"; fig wide "$wide"; fig secs "$secs"; fig jobs "$jobs"; fig batch "$batch"
 fig single_secs "$single_secs"; fig drain_tuned "$drain_tuned"; fig queued "$queued"
 fig cpus_postgres "$(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$(head -n 1 "$THROWAWAY_PG_DIR/data/postmaster.pid")/status")"
 fig cpus_bench "$(awk '/^Cpus_allowed_list/ {print $2}' /proc/$$/status)"
 
 # ---- 1. the machine's limits ------------------------------------------------------------------
-pgbench_tps() {  # script file, database; prints tx/s, bounded by -T and by timeout
+pgbench_tps() {  # script file, database[, clients]; prints tx/s, bounded by -T and by timeout
   cp "bench/limits/$1" "$work/$1"; chmod 0644 "$work/$1"
-  logged timeout $((secs + 60)) "${as_pg[@]}" "$THROWAWAY_PG_BIN/pgbench" -n -c "$conns" -j 2 -T "$secs" \
+  logged timeout $((secs + 60)) "${as_pg[@]}" "$THROWAWAY_PG_BIN/pgbench" -n -c "${3:-$conns}" -j 2 -T "$secs" \
     -f "$work/$1" "$(url_of "$2")" >"$work/pgbench-$1.txt" 2>&1
   if grep -q 'aborted' "$work/pgbench-$1.txt"; then grep -m3 -i 'abort\|error' "$work/pgbench-$1.txt" >&2; fi
   awk '/^tps = / {print int($3)}' "$work/pgbench-$1.txt"
@@ -158,6 +159,8 @@ limits() {
   checkpoint
   local insert; insert=$(pgbench_tps insert.sql bench_limits)
   fig pgbench_insert "$insert"
+  checkpoint
+  fig pgbench_insert_wide "$(pgbench_tps insert.sql bench_limits "$wide")"
   # Enough queued rows that neither lifecycle run drains the queue: twice what the inserts managed.
   local rows=$(( insert * secs * 2 )); [ "$rows" -lt 20000 ] && rows=20000
   cp bench/limits/queue-schema.sql "$work/"; chmod 0644 "$work/queue-schema.sql"

@@ -20,10 +20,9 @@ namespace cogwheel::scheduler {
 
 struct create_batcher_options {
   std::size_t max_batch = 1'000;  // rows per INSERT
-  // Concurrent batch transactions. One is fastest here: the next batch gathers everything that
-  // arrived during the commit, while two halve the batches and double the per-transaction work
-  // (bench/creates.sh on the 2-core machine: 9.3k creates/s with one, 8.4k with two, 6.7k with
-  // three, durable commits).
+  // Concurrent batch transactions. One: the next batch gathers everything that arrived during the
+  // commit. Two made no measurable difference on the 2-core machine (bench/README.md, "Where a
+  // create's time goes"); three were slower when last measured.
   std::size_t max_in_flight = 1;
 };
 

@@ -124,10 +124,11 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
   for (const auto& [endpoint, n] : busy) {
     if (n >= p.per_endpoint) full.push_back(endpoint);
   }
-  auto candidates = p.fresh ? exec_prepared_sql(tx, "delivery_claim_fresh", claim_fresh_sql,
-                                                static_cast<long>(p.limit * 4), text_array(full))
-                            : exec_prepared_sql(tx, "delivery_claim_retry", claim_retry_sql,
-                                                static_cast<long>(p.limit * 4), text_array(full));
+  // Not prepared: planned at each call for the table as it is now. A prepared statement's generic
+  // plan, cached while the outbox was nearly empty, scanned every pending row of the order check
+  // for each candidate once it held thousands (seconds per claim, bench/README.md "Webhooks").
+  auto candidates = tx.exec_params(p.fresh ? claim_fresh_sql : claim_retry_sql,
+                                   static_cast<long>(p.limit * 4), text_array(full));
   std::vector<std::int64_t> chosen;
   // Every candidate within its endpoint's limit; the lease takes the first `limit` of them that
   // no concurrent claim holds (a subset stays within the limits).

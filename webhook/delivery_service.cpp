@@ -93,15 +93,24 @@ void delivery_service::stop() {
 }
 
 asio::awaitable<void> delivery_service::loop() {
+  asio::steady_timer gap(strand_);  // not cancelled by wake(): only the poll wait is
   while (!stopping_) {
+    const auto began = std::chrono::steady_clock::now();
+    std::size_t claimed = 0;
     try {
-      // Claimed something: there may be more due, as long as there is room.
-      if (co_await run_once() > 0) continue;
+      claimed = co_await run_once();
     } catch (const std::exception& e) {
       spdlog::warn("webhooks: cannot claim deliveries ({}); trying again", e.what());
     }
     if (stopping_) break;
-    if (woken_.exchange(false)) continue;
+    // A full batch: more is likely due, claim again at once.
+    if (claimed >= opts_.claim_batch) continue;
+    if (claimed > 0 || woken_) {
+      gap.expires_at(began + opts_.claim_gap);
+      co_await gap.async_wait(use_tuple);
+      woken_ = false;
+      continue;
+    }
     timer_.expires_after(opts_.poll);
     co_await timer_.async_wait(use_tuple);
   }

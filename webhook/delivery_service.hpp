@@ -34,6 +34,10 @@ struct delivery_options {
   std::size_t claim_batch = 128;        // deliveries claimed per statement at most
   std::chrono::milliseconds poll{250};  // how often due retries and other processes' events
                                         // are looked for without a wake()
+  // After a claim that took less than a full batch, the next one waits at least this long, so
+  // that attempts finishing one by one are claimed for together: each claim reads the due
+  // deliveries from the oldest, past those of endpoints at their limit.
+  std::chrono::milliseconds claim_gap{2};
   retry_options retry;
   sender_options send;
   // Throws std::invalid_argument naming the bad option.

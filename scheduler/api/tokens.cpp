@@ -33,10 +33,13 @@ std::string generate_api_token() {
 }
 
 std::string sha256_bytes(std::string_view data) {
+  // Fetched once: EVP_sha256() makes every EVP_Digest look the implementation up again.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   std::string out(32, '\0');
   unsigned len = 0;
-  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
-                 EVP_sha256(), nullptr) != 1 ||
+  if (sha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                 sha256, nullptr) != 1 ||
       len != out.size()) {
     throw std::runtime_error("SHA-256 failed");
   }
