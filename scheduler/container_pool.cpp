@@ -40,6 +40,16 @@ struct container_pool::container {
   bool gone = false;  // replaced or stopped: its watcher ends
   asio::steady_timer timer;
   explicit container(asio::io_context& ioc) : timer(ioc) {}
+
+  // Slots free for a new prediction of one of `versions` (empty: of any version).
+  int free_for(const std::vector<std::string>& versions) const {
+    if (health != container_health::ready || gone) return 0;
+    if (!versions.empty() &&
+        std::find(versions.begin(), versions.end(), version_id) == versions.end()) {
+      return 0;
+    }
+    return slots - static_cast<int>(running.size()) - reserved;
+  }
 };
 
 const char* to_string(container_health h) {
@@ -380,13 +390,9 @@ std::map<std::string, std::vector<std::string>> container_pool::reserve(
   std::map<std::string, std::vector<std::string>> out;
   std::lock_guard lock(mu_);
   for (auto& c : containers_) {
-    if (c->health != container_health::ready || c->gone) continue;
-    if (!versions.empty() &&
-        std::find(versions.begin(), versions.end(), c->version_id) == versions.end()) {
-      continue;
-    }
+    const int free = c->free_for(versions);
+    if (free <= 0) continue;
     auto& list = out[c->version_id];
-    const int free = c->slots - static_cast<int>(c->running.size()) - c->reserved;
     for (int i = 0; i < free && list.size() < max_per_version; ++i) {
       list.push_back(c->id);
       ++c->reserved;
@@ -398,11 +404,8 @@ std::map<std::string, std::vector<std::string>> container_pool::reserve(
 
 bool container_pool::has_free_slot(const std::vector<std::string>& versions) {
   std::lock_guard lock(mu_);
-  return std::any_of(containers_.begin(), containers_.end(), [&](const auto& c) {
-    return c->health == container_health::ready && !c->gone &&
-           c->slots - static_cast<int>(c->running.size()) - c->reserved > 0 &&
-           std::find(versions.begin(), versions.end(), c->version_id) != versions.end();
-  });
+  return std::any_of(containers_.begin(), containers_.end(),
+                     [&](const auto& c) { return c->free_for(versions) > 0; });
 }
 
 bool container_pool::confirm(const std::string& container_id, const std::string& prediction_id) {

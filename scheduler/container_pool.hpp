@@ -83,7 +83,7 @@ class container_pool {
   // free for anyone else until confirm() or unreserve() settles it.
   std::map<std::string, std::vector<std::string>> reserve(const std::vector<std::string>& versions,
                                                           std::size_t max_per_version);
-  // Whether a ready container of one of `versions` has a free slot (reserve() would find one).
+  // Whether reserve(versions, ...) would find a free slot now.
   bool has_free_slot(const std::vector<std::string>& versions);
   // A reserved slot now holds a prediction; false when the container is gone (restarted).
   bool confirm(const std::string& container_id, const std::string& prediction_id);

@@ -1,6 +1,5 @@
 #include "scheduler/create_batcher.hpp"
 
-#include <algorithm>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
 
@@ -53,10 +52,7 @@ bool create_batcher::needs_transaction(const std::vector<storage::prediction_new
     versions.push_back(r.version_id);
   }
   if (!hook_) return false;
-  if (!wants_) return true;
-  std::sort(versions.begin(), versions.end());
-  versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
-  return wants_(versions);
+  return !wants_ || wants_(versions);
 }
 
 void create_batcher::run_batch(std::vector<pending> batch) {

@@ -33,9 +33,10 @@ class create_batcher {
   // returns, if anything, runs once the transaction ended (true: committed).
   using in_transaction = std::function<std::function<void(bool)>(
       pqxx::transaction_base&, const std::vector<storage::insert_result>&)>;
-  // Asked before each batch with the batch's versions: whether `in_transaction` has work for
-  // them (free container slots). When it has none, and no row carries an idempotency key, the
-  // batch is one autocommitted statement instead of BEGIN, INSERT, hook, COMMIT.
+  // Asked before each batch with its rows' versions (repeats included): whether `in_transaction`
+  // has work for them (free container slots). When it has none, and no row carries an
+  // idempotency key, the batch is one autocommitted statement instead of BEGIN, INSERT, hook,
+  // COMMIT.
   using wants_transaction = std::function<bool(const std::vector<std::string>& versions)>;
 
   create_batcher(storage::database& db, create_batcher_options opts = {}, in_transaction hook = {},

@@ -126,7 +126,8 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
   }
   // Not prepared: planned at each call for the table as it is now. A prepared statement's generic
   // plan, cached while the outbox was nearly empty, scanned every pending row of the order check
-  // for each candidate once it held thousands (seconds per claim, bench/README.md "Webhooks").
+  // for each candidate once it held thousands (seconds per claim: bench/README.md,
+  // "A stale plan in the delivery claim").
   auto candidates = tx.exec_params(p.fresh ? claim_fresh_sql : claim_retry_sql,
                                    static_cast<long>(p.limit * 4), text_array(full));
   std::vector<std::int64_t> chosen;

@@ -44,10 +44,9 @@ parsed_url parse_webhook_url(std::string_view url, const guard_options& opts);
 // Why an address may not be dialled ("loopback", "private", "link-local", "CGNAT (100.64.0.0/10)",
 // "multicast", "unspecified", "reserved", "broadcast", ...), or nullopt when it may. IPv6 forms
 // that embed an IPv4 address are judged by that address: IPv4-mapped ::ffff:a.b.c.d,
-// IPv4-compatible
-// ::a.b.c.d, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32; plus IPv6's
-// own ranges (::1, ::, fc00::/7, fe80::/10, fec0::/10, ff00::/8, 100::/64 discard,
-// 2001:db8::/32 documentation). An address in opts.allow is always allowed.
+// IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo
+// 2001::/32; plus IPv6's own ranges (::1, ::, fc00::/7, fe80::/10, fec0::/10, ff00::/8, 100::/64
+// discard, 2001:db8::/32 documentation). An address in opts.allow is always allowed.
 std::optional<std::string> address_refusal(const boost::asio::ip::address& a,
                                            const guard_options& opts);
 

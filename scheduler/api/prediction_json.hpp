@@ -21,10 +21,11 @@ std::string prediction_url(std::string_view public_base_url, std::string_view id
 // source, data_removed, created_at, started_at, completed_at, deadline, urls, metrics, webhook,
 // webhook_events_filter, deployment. input and output are null once data is removed; a JSON text
 // column that does not parse is shown as null rather than failing the whole response.
-// As compact JSON text, written directly (no document is built): what every response and webhook
-// body carries. prediction_json() is this text parsed.
+// Compact JSON text, written directly (no document is built): what every response and webhook
+// body carries.
 std::string prediction_json_text(const storage::prediction_row& p,
                                  std::string_view public_base_url);
+// The same object as a document (prediction_json_text parsed).
 nlohmann::json prediction_json(const storage::prediction_row& p, std::string_view public_base_url);
 
 // Appends `s` as a JSON string (quoted and escaped; invalid UTF-8 replaced by U+FFFD).
