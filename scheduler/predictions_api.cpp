@@ -238,7 +238,10 @@ class handlers {
     }
     storage::prediction_row current = std::move(result.row);
     if (result.outcome == storage::insert_outcome::existing && prefer.wait) {
+      // The replayed prediction was read before this subscription: read it again, so that a
+      // change committed in between is seen here rather than missed by the waiter.
       waiter = api_.watch.subscribe(current.id, self);
+      if (auto fresh = co_await read(who->token_id, current.id)) current = std::move(*fresh);
     }
     bool timed_out = false;
     while (waiter && !is_terminal(current.status)) {
