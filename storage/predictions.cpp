@@ -109,9 +109,12 @@ std::string batch_json(const std::vector<prediction_new>& rows) {
 
 // One statement for the whole batch: the rows travel as one JSON parameter, and the new queued
 // work is announced on queue_channel ($2, one notification per payload of $3). Only what the
-// database decides comes back (created_at); the rest of each row is what was sent. A row whose
-// idempotency key is taken is skipped here and resolved afterwards.
-const std::string insert_sql = std::string(R"(
+// database decides comes back (created_at); the rest of each row is what was sent. With
+// `on_conflict`, a row whose idempotency key is taken is skipped here and resolved afterwards; a
+// batch without keys leaves the clause out, since it makes every row a speculative insertion (one
+// more lock and one more WAL record each).
+std::string insert_sql(std::string_view on_conflict) {
+  return std::string(R"(
 WITH announced AS (
   SELECT count(pg_notify($2, payload)) AS n FROM json_array_elements_text($3::json) AS payload
 ), inserted AS (
@@ -129,11 +132,17 @@ WITH announced AS (
        deadline_us bigint, start_timeout_ms bigint, run_timeout_ms bigint, idempotency_key text,
        idempotency_hex text)
   ORDER BY r.ord
-  ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING id, )") + US("created_at") +
-                               R"( AS created_us
+  )") + std::string(on_conflict) +
+         R"(
+  RETURNING id, )" +
+         US("created_at") + R"( AS created_us
 )
 SELECT inserted.id, inserted.created_us FROM inserted CROSS JOIN announced)";
+}
+
+const std::string insert_keyed_sql = insert_sql(
+    "ON CONFLICT (token_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING");
+const std::string insert_unkeyed_sql = insert_sql("");
 
 // The row as stored by insert_sql: what was sent, as the column defaults complete it.
 prediction_row inserted_row(const prediction_new& p, micros created_at) {
@@ -174,8 +183,15 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
   for (std::size_t i = 0; i < rows.size(); ++i) index_of.emplace(rows[i].id, i);
   std::vector<bool> done(rows.size(), false);
   auto insert = [&](const std::vector<prediction_new>& some) {
-    return exec_prepared_sql(tx, "prediction_insert_many", insert_sql, batch_json(some),
-                             std::string(queue_channel), announcement(some));
+    const bool keyed = std::any_of(some.begin(), some.end(), [](const prediction_new& p) {
+      return p.idempotency_key.has_value();
+    });
+    return keyed
+               ? exec_prepared_sql(tx, "prediction_insert_keyed", insert_keyed_sql,
+                                   batch_json(some), std::string(queue_channel), announcement(some))
+               : exec_prepared_sql(tx, "prediction_insert_unkeyed", insert_unkeyed_sql,
+                                   batch_json(some), std::string(queue_channel),
+                                   announcement(some));
   };
   for (const auto& r : insert(rows)) {
     const auto i = index_of.at(std::string_view(r[0].c_str(), r[0].size()));

@@ -143,3 +143,31 @@ TEST_CASE_METHOD(fixture, "claiming queued work uses the partial index", "[pg][s
   for (const auto& row : plan) text += row[0].as<std::string>() + "\n";
   CHECK_THAT(text, Catch::Contains("predictions_queued"));
 }
+
+TEST_CASE_METHOD(fixture, "the text keys of predictions compare bytewise", "[pg][schema]") {
+  pqxx::work tx(conn);
+  auto collations = tx.exec(
+      "SELECT a.attrelid::regclass::text || '.' || a.attname, c.collname FROM pg_attribute a "
+      "JOIN pg_collation c ON c.oid = a.attcollation WHERE (a.attrelid, a.attname) IN ("
+      "('predictions'::regclass, 'id'), ('predictions'::regclass, 'version_id'), "
+      "('predictions'::regclass, 'idempotency_key'), "
+      "('webhook_deliveries'::regclass, 'prediction_id'))");
+  REQUIRE(collations.size() == 4);
+  for (const auto& row : collations) {
+    INFO(row[0].as<std::string>());
+    CHECK(row[1].as<std::string>() == "C");
+  }
+  // A parameter (of the default collation) compared with a key takes the key's collation, so the
+  // key's index still serves the lookup.
+  tx.exec("SET LOCAL enable_seqscan = off");
+  std::string text;
+  for (const auto& row :
+       tx.exec_params("EXPLAIN SELECT id FROM predictions WHERE id = $1", std::string(id1))) {
+    text += row[0].as<std::string>() + "\n";
+  }
+  CHECK_THAT(text, Catch::Contains("predictions_pkey"));
+  // The deliveries still go with their prediction.
+  CHECK(tx.exec1("SELECT confdeltype FROM pg_constraint WHERE conrelid = "
+                 "'webhook_deliveries'::regclass AND confrelid = 'predictions'::regclass")[0]
+            .as<std::string>() == "c");
+}
