@@ -124,12 +124,8 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
   for (const auto& [endpoint, n] : busy) {
     if (n >= p.per_endpoint) full.push_back(endpoint);
   }
-  // Not prepared: planned at each call for the table as it is now. A prepared statement's generic
-  // plan, cached while the outbox was nearly empty, scanned every pending row of the order check
-  // for each candidate once it held thousands (seconds per claim: bench/README.md,
-  // "A stale plan in the delivery claim").
-  auto candidates = tx.exec_params(p.fresh ? claim_fresh_sql : claim_retry_sql,
-                                   static_cast<long>(p.limit * 4), text_array(full));
+  auto candidates = exec_planned_sql(tx, p.fresh ? claim_fresh_sql : claim_retry_sql,
+                                     static_cast<long>(p.limit * 4), text_array(full));
   std::vector<std::int64_t> chosen;
   // Every candidate within its endpoint's limit; the lease takes the first `limit` of them that
   // no concurrent claim holds (a subset stays within the limits).
@@ -140,9 +136,8 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
     chosen.push_back(row[0].as<std::int64_t>());
   }
   if (chosen.empty()) return out;
-  auto rows = exec_prepared_sql(tx, "delivery_claim_lease", claim_lease_sql, p.owner,
-                                static_cast<long>(p.lease.count()), id_array(chosen),
-                                static_cast<long>(p.limit));
+  auto rows = exec_planned_sql(tx, claim_lease_sql, p.owner, static_cast<long>(p.lease.count()),
+                               id_array(chosen), static_cast<long>(p.limit));
   for (const auto& r : rows) {
     delivery_claimed d;
     d.id = r[0].as<std::int64_t>();
@@ -185,7 +180,7 @@ std::size_t delivery_finish_many(pqxx::transaction_base& tx, const std::string& 
   }
   // Response excerpts are whatever the receiver sent: invalid UTF-8 is replaced, not refused.
   const auto json = batch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  auto r = exec_prepared_sql(tx, "delivery_finish", finish_sql, owner, json);
+  auto r = exec_planned_sql(tx, finish_sql, owner, json);
   return static_cast<std::size_t>(r.affected_rows());
 }
 

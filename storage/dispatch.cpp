@@ -74,7 +74,7 @@ std::vector<prediction_row> prediction_lock_many(pqxx::transaction_base& tx,
       std::string("SELECT ") + prediction_columns +
       " FROM predictions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
       "ORDER BY id FOR UPDATE";
-  auto result = exec_prepared_sql(tx, "prediction_lock_many", sql, text_array(ids));
+  auto result = exec_planned_sql(tx, sql, text_array(ids));
   rows.reserve(result.size());
   for (const auto& r : result) rows.push_back(prediction_from_row(r));
   return rows;
@@ -90,7 +90,7 @@ std::vector<versioned_row> prediction_read_many(pqxx::transaction_base& tx,
       std::string("SELECT ") + prediction_columns +
       ", xmin::text FROM predictions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
       "ORDER BY id";
-  auto result = exec_prepared_sql(tx, "prediction_read_many", sql, text_array(ids));
+  auto result = exec_planned_sql(tx, sql, text_array(ids));
   rows.reserve(result.size());
   for (const auto& r : result) {
     rows.push_back({prediction_from_row(r),
@@ -149,7 +149,7 @@ FROM jsonb_to_recordset($1::jsonb) AS u(u_id text, u_expected text, u_status tex
 WHERE p.id = u.u_id AND p.status = u.u_expected
   AND (u.u_version IS NULL OR p.xmin::text = u.u_version)
 RETURNING )") + prediction_columns;
-  auto result = exec_prepared_sql(tx, "prediction_apply_many", sql, batch.dump());
+  auto result = exec_planned_sql(tx, sql, batch.dump());
   rows.reserve(result.size());
   for (const auto& r : result) rows.push_back(prediction_from_row(r));
   return rows;

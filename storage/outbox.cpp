@@ -27,21 +27,21 @@ void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery
       "jsonb_to_recordset($1::jsonb) AS r(message_id text, prediction_id text, token_id bigint, "
       "event text, url text, payload text, supersedes boolean)";
   if (supersede) {
-    exec_prepared_sql(tx, "delivery_supersede",
-                      "UPDATE webhook_deliveries d SET state = 'superseded', finished_at = now(), "
-                      "lease_owner = NULL, lease_expires_at = NULL FROM " +
-                          recordset +
-                          " WHERE r.supersedes AND d.prediction_id = r.prediction_id AND "
-                          "d.state = 'pending' AND d.event IN ('output', 'logs') AND "
-                          "(d.lease_owner IS NULL OR d.lease_expires_at < now())",
-                      json);
+    exec_planned_sql(tx,
+                     "UPDATE webhook_deliveries d SET state = 'superseded', finished_at = now(), "
+                     "lease_owner = NULL, lease_expires_at = NULL FROM " +
+                         recordset +
+                         " WHERE r.supersedes AND d.prediction_id = r.prediction_id AND "
+                         "d.state = 'pending' AND d.event IN ('output', 'logs') AND "
+                         "(d.lease_owner IS NULL OR d.lease_expires_at < now())",
+                     json);
   }
   // Coalescing: the newest body replaces the one still waiting. The message ids it returns are
   // those of the new events that were folded in.
   std::string folded = "[]";
   if (throttled) {
-    auto r = exec_prepared_sql(
-        tx, "delivery_coalesce",
+    auto r = exec_planned_sql(
+        tx,
         "WITH n AS (SELECT * FROM " + recordset +
             " WHERE r.event IN ('output', 'logs')), "
             "f AS (UPDATE webhook_deliveries d SET payload = n.payload FROM n WHERE "
@@ -51,8 +51,8 @@ void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery
         json);
     folded = r[0][0].c_str();
   }
-  exec_prepared_sql(
-      tx, "delivery_insert",
+  exec_planned_sql(
+      tx,
       "INSERT INTO webhook_deliveries (message_id, prediction_id, token_id, event, url, payload, "
       "due_at, next_attempt_at) SELECT r.message_id, r.prediction_id, r.token_id, r.event, r.url, "
       "r.payload, t.due, t.due FROM " +

@@ -85,7 +85,11 @@ std::unique_ptr<pqxx::connection> connection_pool::connect() {
   try {
     auto conn = std::make_unique<pqxx::connection>(full_conninfo_);
     pqxx::nontransaction tx(*conn);
-    tx.exec("SET statement_timeout = " + std::to_string(opts_.statement_timeout.count()));
+    // No JIT: it compiles any statement the planner estimates as costly, which for the short
+    // statements here (a batch joined with a table whose statistics lag) costs tens of
+    // milliseconds each (bench/README.md, "Stale plans on growing tables").
+    tx.exec("SET statement_timeout = " + std::to_string(opts_.statement_timeout.count()) +
+            "; SET jit = off");
     return conn;
   } catch (const pqxx::broken_connection& e) {
     throw unavailable("database unreachable: " + first_line(e.what()));

@@ -28,7 +28,7 @@ int backend_pid(pqxx::connection& c) {
 }
 }  // namespace
 
-TEST_CASE("the pool reuses connections and sets the statement timeout", "[pg][pool]") {
+TEST_CASE("the pool reuses connections and sets the statement timeout and no JIT", "[pg][pool]") {
   auto opts = options_for(test::test_database_url());
   opts.statement_timeout = std::chrono::milliseconds(200);
   storage::connection_pool pool(opts);
@@ -39,6 +39,9 @@ TEST_CASE("the pool reuses connections and sets the statement timeout", "[pg][po
   CHECK(pool.run([](pqxx::connection& c) {
     return pqxx::read_transaction(c).exec1("SHOW statement_timeout")[0].as<std::string>();
   }) == "200ms");
+  CHECK(pool.run([](pqxx::connection& c) {
+    return pqxx::read_transaction(c).exec1("SHOW jit")[0].as<std::string>();
+  }) == "off");
   CHECK_THROWS_AS(pool.run([](pqxx::connection& c) {
     pqxx::work(c).exec("SELECT pg_sleep(5)");
     return 0;
