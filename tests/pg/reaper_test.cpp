@@ -694,19 +694,6 @@ TEST_CASE_METHOD(reaper_fixture, "leader_acquire: one owner at a time until expi
 
 namespace {
 
-// Collects the server's notices of a connection (auto_explain's plans among them).
-struct notices : pqxx::errorhandler {
-  std::vector<std::string> received;
-  explicit notices(pqxx::connection_base& c) : pqxx::errorhandler(c) {}
-  bool operator()(const char msg[]) noexcept override {
-    try {
-      received.emplace_back(msg);
-    } catch (...) {
-    }
-    return false;  // not printed
-  }
-};
-
 std::string plan_of(pqxx::transaction_base& tx, const std::string& sql) {
   std::string plan;
   for (const auto& r : tx.exec("EXPLAIN (FORMAT TEXT) " + sql)) {
@@ -783,7 +770,7 @@ TEST_CASE_METHOD(reaper_fixture, "the due and lapsed lookups use their partial i
 
   // Each product statement runs with auto_explain on: its notice carries the statement's own
   // text and its plan. The text is then explained again with EXPLAIN (FORMAT TEXT).
-  notices got(conn);
+  test::notices got(conn);
   pqxx::work tx(conn);
   tx.exec("LOAD 'auto_explain'");
   tx.exec("SET LOCAL auto_explain.log_min_duration = 0");

@@ -778,3 +778,41 @@ TEST_CASE("without a rotation a claim carries the one secret", "[pg][webhook]") 
   f.queue(f.prediction(), "msg_plain", "start");
   CHECK(f.claim_one("msg_plain").secrets == strings{secret1});
 }
+
+TEST_CASE_METHOD(fixture, "a claim under a backlog reads due deliveries in index order",
+                 "[pg][webhook]") {
+  {
+    // 5,000 due deliveries, as when slow endpoints fall behind.
+    pqxx::work tx(conn);
+    tx.exec_params(
+        "INSERT INTO predictions (id, token_id, model, version_id, input) SELECT "
+        "lpad(to_hex(g), 26, '0'), $1, 'acme/echo', $2, '{}' FROM generate_series(1, 5000) g",
+        token_id, v1);
+    tx.exec_params(
+        "INSERT INTO webhook_deliveries (message_id, prediction_id, token_id, event, url, payload, "
+        "next_attempt_at) SELECT 'msg_' || g, lpad(to_hex(g), 26, '0'), $1, 'completed', $2, '{}', "
+        "now() - interval '1 hour' + g * interval '1 millisecond' FROM generate_series(1, 5000) g",
+        token_id, url_a);
+    tx.commit();
+  }
+  pqxx::nontransaction(conn).exec("ANALYZE webhook_deliveries");
+  test::notices got(conn);
+  pqxx::work tx(conn);
+  tx.exec("LOAD 'auto_explain'");
+  tx.exec("SET LOCAL auto_explain.log_min_duration = 0");
+  tx.exec("SET LOCAL auto_explain.log_level = notice");
+  tx.exec("SET LOCAL client_min_messages = notice");
+  auto claimed = storage::delivery_claim_due(tx, claim_params(true));
+  CHECK(claimed.size() == 32);  // the endpoint's limit
+  CHECK(claimed.front().message_id == "msg_1");
+  std::string plan;
+  for (const auto& n : got.received) {
+    if (n.find("SELECT d.id, d.endpoint") != std::string::npos) plan = n;
+  }
+  INFO("auto_explain: " << plan);
+  REQUIRE_FALSE(plan.empty());
+  // The candidates come from the index in the claim's order, and the scan stops at the limit
+  // instead of reading and sorting every due row.
+  CHECK(plan.find("webhook_deliveries_fresh_due_order") != std::string::npos);
+  CHECK(plan.find("Sort") == std::string::npos);
+}

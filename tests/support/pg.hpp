@@ -1,7 +1,9 @@
 #pragma once
 // PostgreSQL for tests: the throwaway server the test command starts, one schema per test.
 #include <cstddef>
+#include <pqxx/pqxx>
 #include <string>
+#include <vector>
 
 namespace cogwheel::test {
 
@@ -32,5 +34,18 @@ std::string migrated(const test_schema& schema);
 
 // The n-th of many prediction ids, in numeric order (Crockford base 32, zero-padded to 26).
 std::string nth_prediction_id(std::size_t n);
+
+// Collects the server's notices of a connection (auto_explain's plans among them).
+struct notices : pqxx::errorhandler {
+  std::vector<std::string> received;
+  explicit notices(pqxx::connection_base& c) : pqxx::errorhandler(c) {}
+  bool operator()(const char msg[]) noexcept override {
+    try {
+      received.emplace_back(msg);
+    } catch (...) {
+    }
+    return false;  // not printed
+  }
+};
 
 }  // namespace cogwheel::test
