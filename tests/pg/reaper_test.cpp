@@ -772,10 +772,7 @@ TEST_CASE_METHOD(reaper_fixture, "the due and lapsed lookups use their partial i
   // text and its plan. The text is then explained again with EXPLAIN (FORMAT TEXT).
   test::notices got(conn);
   pqxx::work tx(conn);
-  tx.exec("LOAD 'auto_explain'");
-  tx.exec("SET LOCAL auto_explain.log_min_duration = 0");
-  tx.exec("SET LOCAL auto_explain.log_level = notice");
-  tx.exec("SET LOCAL client_min_messages = notice");
+  test::plans_as_notices(tx);
 
   struct lookup {
     const char* name;

@@ -798,10 +798,7 @@ TEST_CASE_METHOD(fixture, "a claim under a backlog reads due deliveries in index
   pqxx::nontransaction(conn).exec("ANALYZE webhook_deliveries");
   test::notices got(conn);
   pqxx::work tx(conn);
-  tx.exec("LOAD 'auto_explain'");
-  tx.exec("SET LOCAL auto_explain.log_min_duration = 0");
-  tx.exec("SET LOCAL auto_explain.log_level = notice");
-  tx.exec("SET LOCAL client_min_messages = notice");
+  test::plans_as_notices(tx);
   auto claimed = storage::delivery_claim_due(tx, claim_params(true));
   CHECK(claimed.size() == 32);  // the endpoint's limit
   CHECK(claimed.front().message_id == "msg_1");

@@ -48,4 +48,12 @@ struct notices : pqxx::errorhandler {
   }
 };
 
+// Turns auto_explain on for the rest of `tx`: each statement's plan arrives as a notice.
+inline void plans_as_notices(pqxx::transaction_base& tx) {
+  tx.exec("LOAD 'auto_explain'");
+  tx.exec("SET LOCAL auto_explain.log_min_duration = 0");
+  tx.exec("SET LOCAL auto_explain.log_level = notice");
+  tx.exec("SET LOCAL client_min_messages = notice");
+}
+
 }  // namespace cogwheel::test
