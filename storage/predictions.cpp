@@ -186,12 +186,9 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
     const bool keyed = std::any_of(some.begin(), some.end(), [](const prediction_new& p) {
       return p.idempotency_key.has_value();
     });
-    return keyed
-               ? exec_prepared_sql(tx, "prediction_insert_keyed", insert_keyed_sql,
-                                   batch_json(some), std::string(queue_channel), announcement(some))
-               : exec_prepared_sql(tx, "prediction_insert_unkeyed", insert_unkeyed_sql,
-                                   batch_json(some), std::string(queue_channel),
-                                   announcement(some));
+    return exec_prepared_sql(tx, keyed ? "prediction_insert_keyed" : "prediction_insert_unkeyed",
+                             keyed ? insert_keyed_sql : insert_unkeyed_sql, batch_json(some),
+                             std::string(queue_channel), announcement(some));
   };
   for (const auto& r : insert(rows)) {
     const auto i = index_of.at(std::string_view(r[0].c_str(), r[0].size()));
