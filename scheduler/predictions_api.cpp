@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/this_coro.hpp>
 #include <boost/url.hpp>
 #include <nlohmann/json.hpp>
@@ -157,9 +158,14 @@ class handlers {
     }
     std::optional<std::string> idempotency_key;
     if (auto h = ctx.req["Idempotency-Key"]; !h.empty()) {
-      if (h.size() > 255)
-        co_return invalid_field("Idempotency-Key", "must be 1 to 255 characters", {},
-                                bhttp::status::bad_request);
+      // Printable ASCII only. A key that the batch's JSON cannot carry (not UTF-8) would fail
+      // every create of its batch, not only its own.
+      const bool printable = std::all_of(h.begin(), h.end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
+      });
+      if (h.size() > 255 || !printable)
+        co_return invalid_field("Idempotency-Key", "must be 1 to 255 printable ASCII characters",
+                                {}, bhttp::status::bad_request);
       idempotency_key = std::string(h);
     }
 

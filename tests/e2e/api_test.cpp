@@ -331,6 +331,15 @@ TEST_CASE_METHOD(api_fixture,
             .post("/v1/predictions", echo_body({{"n", 2}}).dump(),
                   auth(token_b, {{"Idempotency-Key", "abc"}}))
             .status == 201);
+  // A key that is not printable ASCII is refused before anything is written. Bytes that are not
+  // UTF-8 used to fail the JSON of the whole batch: a 500 for every create in it.
+  for (const std::string& bad : {std::string("k\xffk"), std::string("caf\xc3\xa9"),
+                                 std::string("a\tb"), std::string(256, 'k')}) {
+    auto refused = create(echo_body({{"n", 3}}), {{"Idempotency-Key", bad}});
+    CHECK(refused.status == 400);
+    CHECK(has_field(refused, "Idempotency-Key"));
+  }
+  CHECK(count("predictions") == 2);
 }
 
 TEST_CASE("per-token rate limits answer 429 with Retry-After", "[e2e][api]") {
