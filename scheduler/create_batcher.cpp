@@ -2,6 +2,7 @@
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
 
 namespace cogwheel::scheduler {
 
@@ -81,14 +82,8 @@ void create_batcher::run_batch(std::vector<pending> batch) {
       return r;
     });
   };
-  try {
-    auto results = insert(rows);
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr,
-               std::move(results[i]));
-    }
-  } catch (const pqxx::sql_error&) {
-    // One bad row must not fail its neighbours: retry each alone, so only it gets the error.
+  // One bad row must not fail its neighbours: retry each alone, so only it gets the error.
+  auto each_alone = [&] {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
         auto one = insert({rows[i]});
@@ -99,6 +94,17 @@ void create_batcher::run_batch(std::vector<pending> batch) {
                  std::current_exception(), {});
       }
     }
+  };
+  try {
+    auto results = insert(rows);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr,
+               std::move(results[i]));
+    }
+  } catch (const pqxx::sql_error&) {
+    each_alone();  // a row the database refused
+  } catch (const nlohmann::json::exception&) {
+    each_alone();  // a row the batch's JSON cannot carry
   } catch (...) {
     auto failure = std::current_exception();
     for (auto& p : batch) complete(std::move(p.executor), std::move(p.handler), failure, {});

@@ -158,8 +158,8 @@ class handlers {
     }
     std::optional<std::string> idempotency_key;
     if (auto h = ctx.req["Idempotency-Key"]; !h.empty()) {
-      // Printable ASCII only. A key that the batch's JSON cannot carry (not UTF-8) would fail
-      // every create of its batch, not only its own.
+      // Printable ASCII only: the key travels in the batch's JSON and is stored as text, and
+      // neither takes bytes that are not UTF-8.
       const bool printable = std::all_of(h.begin(), h.end(), [](char c) {
         return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
       });
