@@ -91,6 +91,14 @@ asio::awaitable<client_response> client::send(const client_request& req) {
   message.prepare_payload();
   message.keep_alive(true);
 
+  // Set when a reused connection closed after the whole request went out: the server may have
+  // acted on it, so a failure to reconnect must not say that it never got it.
+  bool maybe_received = false;
+  const auto unless_sent = [&](const std::string& reason) {
+    return maybe_received ? failure("no response from " + t->key +
+                                    ": the connection closed after the request (" + reason + ")")
+                          : failure(reason);
+  };
   for (int round = 0; round < 2; ++round) {
     std::unique_ptr<connection> conn = round == 0 ? take_idle(t->key) : nullptr;
     const bool reused = conn != nullptr;
@@ -103,11 +111,13 @@ asio::awaitable<client_response> client::send(const client_request& req) {
       });
       auto [resolve_ec, endpoints] = co_await resolver.async_resolve(t->host, t->port, use_tuple);
       resolve_timer.cancel();
-      if (resolve_ec) co_return failure("cannot resolve " + t->host + ": " + resolve_ec.message());
+      if (resolve_ec) {
+        co_return unless_sent("cannot resolve " + t->host + ": " + resolve_ec.message());
+      }
       conn->stream.expires_after(std::min(req.connect_timeout, req.total_timeout));
       auto [connect_ec, endpoint] = co_await conn->stream.async_connect(endpoints, use_tuple);
       if (connect_ec) {
-        co_return failure("cannot connect to " + t->key + ": " + connect_ec.message());
+        co_return unless_sent("cannot connect to " + t->key + ": " + connect_ec.message());
       }
     }
     conn->stream.expires_at(deadline);
@@ -118,12 +128,16 @@ asio::awaitable<client_response> client::send(const client_request& req) {
     }
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(req.body_limit);
-    auto [read_ec, read] = co_await bhttp::async_read(conn->stream, conn->buffer, parser, use_tuple);
+    auto [read_ec, read] =
+        co_await bhttp::async_read(conn->stream, conn->buffer, parser, use_tuple);
     if (read_ec) {
       const bool closed_early = read_ec == bhttp::error::end_of_stream ||
                                 read_ec == asio::error::connection_reset ||
                                 read_ec == asio::error::eof;
-      if (reused && closed_early && !parser.got_some()) continue;
+      if (reused && closed_early && !parser.got_some()) {
+        maybe_received = true;
+        continue;
+      }
       co_return failure("no response from " + t->key + ": " + read_ec.message());
     }
     auto answer = parser.release();

@@ -46,7 +46,9 @@ class client {
 
   // Sends a request and reads the response; never throws for network errors (they are reported in
   // `error`), nor for a bad URL. A kept-alive connection that turns out closed before any answer
-  // is retried once on a new connection.
+  // is retried once on a new connection. An error that begins "cannot connect" or "cannot resolve"
+  // means the request reached nobody; "no response" that it may have (it was sent, no answer came
+  // back, and a retry on a new connection could not be made either).
   asio::awaitable<client_response> send(const client_request& req);
 
  private:
