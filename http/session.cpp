@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <string>
 
 #include "http/problem.hpp"
 #include "http/server_state.hpp"
@@ -90,9 +91,41 @@ asio::awaitable<response> handle(const server_state& state, connection& conn,
   co_return res;
 }
 
+// The head of a response as Beast's serializer writes it: the status line, the fields in their
+// order, and the blank line.
+std::string head_text(const response& res) {
+  std::string head;
+  head.reserve(256);
+  head += "HTTP/";
+  head += static_cast<char>('0' + res.version() / 10);
+  head += '.';
+  head += static_cast<char>('0' + res.version() % 10);
+  head += ' ';
+  head += std::to_string(res.result_int());
+  head += ' ';
+  head += res.reason();
+  head += "\r\n";
+  for (const auto& field : res) {
+    head += field.name_string();
+    head += ": ";
+    head += field.value();
+    head += "\r\n";
+  }
+  head += "\r\n";
+  return head;
+}
+
 asio::awaitable<bool> write(connection& conn, response& res, std::chrono::milliseconds timeout) {
   conn.stream.expires_after(timeout);
-  auto [ec, n] = co_await bhttp::async_write(conn.stream, res, use_tuple);
+  if (res.chunked()) {
+    auto [ec, n] = co_await bhttp::async_write(conn.stream, res, use_tuple);
+    co_return !ec;
+  }
+  // A body sent whole: its head and body in one gathered write, without the serializer's
+  // machinery (the same bytes).
+  const std::string head = head_text(res);
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(res.body())};
+  auto [ec, n] = co_await asio::async_write(conn.stream, buffers, use_tuple);
   co_return !ec;
 }
 
@@ -100,14 +133,14 @@ asio::awaitable<bool> write_chunk(connection& conn, std::string data,
                                   std::chrono::milliseconds timeout) {
   if (data.empty()) co_return true;  // an empty chunk would end the body
   conn.stream.expires_after(timeout);
-  auto [ec, n] = co_await asio::async_write(conn.stream, bhttp::make_chunk(asio::buffer(data)),
-                                            use_tuple);
+  auto [ec, n] =
+      co_await asio::async_write(conn.stream, bhttp::make_chunk(asio::buffer(data)), use_tuple);
   co_return !ec;
 }
 
 // Sends the head of a streaming response, runs its producer, then ends the chunked body.
-asio::awaitable<void> stream_response(connection& conn, response& res,
-                                      request_context& ctx, std::chrono::milliseconds timeout) {
+asio::awaitable<void> stream_response(connection& conn, response& res, request_context& ctx,
+                                      std::chrono::milliseconds timeout) {
   res.erase(bhttp::field::content_length);
   res.chunked(true);
   res.keep_alive(false);

@@ -1,9 +1,11 @@
 #include "storage/predictions.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "storage/json_text.hpp"
 #include "storage/outbox.hpp"
 #include "storage/prediction_columns.hpp"
 #include "storage/prepared.hpp"
@@ -71,34 +73,77 @@ std::string hex(const std::string& raw) {
   return out;
 }
 
-// One row of the insert batch as JSON text. The input (already JSON text) is spliced in as it is
-// rather than parsed and printed again.
-void append_json(std::string& out, const prediction_new& p, std::size_t ord) {
-  nlohmann::json j = {{"ord", ord},
-                      {"id", p.id},
-                      {"token_id", p.token_id},
-                      {"model", p.model},
-                      {"version_id", p.version_id},
-                      {"start_timeout_ms", p.start_timeout_ms},
-                      {"run_timeout_ms", p.run_timeout_ms}};
-  if (p.deployment) j["deployment"] = *p.deployment;
-  if (p.webhook) j["webhook"] = *p.webhook;
-  if (p.webhook_events_filter) j["webhook_events_filter"] = *p.webhook_events_filter;
-  if (p.deadline) j["deadline_us"] = *p.deadline;
-  if (p.idempotency_key) {
-    j["idempotency_key"] = *p.idempotency_key;
-    j["idempotency_hex"] = hex(p.idempotency_sha256.value_or(""));
+// One row of the insert batch as JSON text, written directly (no document is built). The input
+// (already JSON text) is spliced in as it is.
+class row_writer {
+ public:
+  explicit row_writer(std::string& out) : out_(out) { out_ += '{'; }
+  ~row_writer() { out_ += '}'; }
+  row_writer(const row_writer&) = delete;
+  row_writer& operator=(const row_writer&) = delete;
+
+  void number(std::string_view key, std::int64_t v) {
+    name(key);
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, r.ptr);
   }
-  std::string text = j.dump();
-  text.pop_back();  // the closing brace
-  out += text;
-  out += R"(,"input":)";
-  out += p.input_json;
-  out += '}';
+  void string(std::string_view key, std::string_view v) {
+    name(key);
+    append_json_string(out_, v);
+  }
+  void strings(std::string_view key, const std::vector<std::string>& values) {
+    name(key);
+    out_ += '[';
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (i > 0) out_ += ',';
+      append_json_string(out_, values[i]);
+    }
+    out_ += ']';
+  }
+  void json_text(std::string_view key, std::string_view text) {
+    name(key);
+    out_ += text;
+  }
+
+ private:
+  void name(std::string_view key) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += key;  // keys are ours: plain ASCII
+    out_ += "\":";
+  }
+  std::string& out_;
+  bool first_ = true;
+};
+
+void append_json(std::string& out, const prediction_new& p, std::size_t ord) {
+  row_writer w(out);
+  w.number("ord", static_cast<std::int64_t>(ord));
+  w.string("id", p.id);
+  w.number("token_id", p.token_id);
+  w.string("model", p.model);
+  w.string("version_id", p.version_id);
+  w.number("start_timeout_ms", p.start_timeout_ms);
+  w.number("run_timeout_ms", p.run_timeout_ms);
+  if (p.deployment) w.string("deployment", *p.deployment);
+  if (p.webhook) w.string("webhook", *p.webhook);
+  if (p.webhook_events_filter) w.strings("webhook_events_filter", *p.webhook_events_filter);
+  if (p.deadline) w.number("deadline_us", *p.deadline);
+  if (p.idempotency_key) {
+    w.string("idempotency_key", *p.idempotency_key);
+    w.string("idempotency_hex", hex(p.idempotency_sha256.value_or("")));
+  }
+  w.json_text("input", p.input_json);
 }
 
 std::string batch_json(const std::vector<prediction_new>& rows) {
-  std::string out = "[";
+  std::string out;
+  std::size_t size = 2;
+  for (const auto& r : rows) size += 320 + r.input_json.size() + r.webhook.value_or("").size();
+  out.reserve(size);
+  out += '[';
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (i > 0) out += ',';
     append_json(out, rows[i], i);

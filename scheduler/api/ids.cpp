@@ -8,20 +8,23 @@
 namespace cogwheel::scheduler::api {
 
 std::string encode_id(const std::array<std::uint8_t, 16>& bits) {
+  std::uint64_t hi = 0, lo = 0;  // bits 127..64 and 63..0 of the number
+  for (std::size_t i = 0; i < 8; ++i) {
+    hi = (hi << 8) | bits[i];
+    lo = (lo << 8) | bits[i + 8];
+  }
+  // Character c holds bits 129 - 5c .. 125 - 5c of the 130-bit number (bits 129 and 128 are 0).
   std::string out(prediction_id_length, '0');
-  // Bit i of the 130-bit number (0 = most significant) is bit i - 2 of the input.
   for (std::size_t c = 0; c < prediction_id_length; ++c) {
-    unsigned v = 0;
-    for (std::size_t k = 0; k < 5; ++k) {
-      const std::size_t i = c * 5 + k;
-      unsigned bit = 0;
-      if (i >= 2) {
-        const std::size_t j = i - 2;
-        bit = (bits[j / 8] >> (7 - j % 8)) & 1U;
-      }
-      v = (v << 1) | bit;
+    const std::size_t low = 125 - 5 * c;  // the lowest bit of the character
+    std::uint64_t v;
+    if (low >= 64) {
+      v = hi >> (low - 64);
+    } else {
+      v = lo >> low;
+      if (low > 59) v |= hi << (64 - low);  // the character straddles the halves
     }
-    out[c] = crockford_alphabet[v];
+    out[c] = crockford_alphabet[v & 31U];
   }
   return out;
 }

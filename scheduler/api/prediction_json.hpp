@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "storage/json_text.hpp"
 #include "storage/predictions.hpp"
 
 namespace cogwheel::scheduler::api {
@@ -28,7 +29,6 @@ std::string prediction_json_text(const storage::prediction_row& p,
 // The same object as a document (prediction_json_text parsed).
 nlohmann::json prediction_json(const storage::prediction_row& p, std::string_view public_base_url);
 
-// Appends `s` as a JSON string (quoted and escaped; invalid UTF-8 replaced by U+FFFD).
-void append_json_string(std::string& out, std::string_view s);
+using storage::append_json_string;  // quoted and escaped; invalid UTF-8 replaced by U+FFFD
 
 }  // namespace cogwheel::scheduler::api

@@ -66,12 +66,29 @@ std::string rfc3339_micros(storage::micros t) {
   const auto days_tp = floor<days>(tp);
   const year_month_day ymd{days_tp};
   const hh_mm_ss<microseconds> tod{tp - days_tp};
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", int{ymd.year()},
-                unsigned{ymd.month()}, unsigned{ymd.day()}, static_cast<int>(tod.hours().count()),
-                static_cast<int>(tod.minutes().count()), static_cast<int>(tod.seconds().count()),
-                static_cast<long long>(tod.subseconds().count()));
-  return buf;
+  const int year_value = int{ymd.year()};
+  if (year_value < 0 || year_value > 9999) {  // outside RFC 3339's four digits: as printf would
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", year_value,
+                  unsigned{ymd.month()}, unsigned{ymd.day()}, static_cast<int>(tod.hours().count()),
+                  static_cast<int>(tod.minutes().count()), static_cast<int>(tod.seconds().count()),
+                  static_cast<long long>(tod.subseconds().count()));
+    return buf;
+  }
+  // "YYYY-MM-DDTHH:MM:SS.uuuuuuZ", digit by digit (this is in every response).
+  std::string out = "0000-00-00T00:00:00.000000Z";
+  const auto put = [&out](std::size_t end, long long v, int n) {
+    for (int i = 0; i < n; ++i, v /= 10)
+      out[end - static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
+  };
+  put(3, year_value, 4);
+  put(6, unsigned{ymd.month()}, 2);
+  put(9, unsigned{ymd.day()}, 2);
+  put(12, tod.hours().count(), 2);
+  put(15, tod.minutes().count(), 2);
+  put(18, tod.seconds().count(), 2);
+  put(25, tod.subseconds().count(), 6);
+  return out;
 }
 
 std::optional<storage::micros> parse_rfc3339(std::string_view s) {

@@ -17,6 +17,15 @@ TEST_CASE("encode_id maps 128 bits to 26 Crockford characters", "[api][ids]") {
   std::array<std::uint8_t, 16> top{};
   top[0] = 0x80;  // bit 127: the 130-bit number's bit 2 from the top, i.e. 4 in the first char
   CHECK(encode_id(top) == "40000000000000000000000000");
+  // Characters that straddle the two 64-bit halves, and the last one.
+  std::array<std::uint8_t, 16> counting{};
+  for (std::size_t i = 0; i < counting.size(); ++i) counting[i] = static_cast<std::uint8_t>(i + 1);
+  CHECK(encode_id(counting) == "01081g81860w40j2gb1g6gw3rg");
+  std::array<std::uint8_t, 16> stripes{};
+  for (std::size_t i = 0; i < stripes.size(); ++i) stripes[i] = i % 2 == 0 ? 0xa5 : 0x5a;
+  CHECK(encode_id(stripes) == "55bajnn9atmndaapn5bajnn9at");
+  top[15] = 0x1f;
+  CHECK(encode_id(top) == "4000000000000000000000000z");
 }
 
 TEST_CASE("new_prediction_id is a valid, fresh id", "[api][ids]") {

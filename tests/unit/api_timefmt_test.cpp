@@ -14,6 +14,9 @@ TEST_CASE("rfc3339_micros prints UTC with six digits and Z", "[api][time]") {
   CHECK(rfc3339_micros(1) == "1970-01-01T00:00:00.000001Z");
   CHECK(rfc3339_micros(-1) == "1969-12-31T23:59:59.999999Z");
   CHECK(rfc3339_micros(951782400000000) == "2000-02-29T00:00:00.000000Z");
+  CHECK(rfc3339_micros(-62135596800000000) == "0001-01-01T00:00:00.000000Z");
+  CHECK(rfc3339_micros(253402300799999999) == "9999-12-31T23:59:59.999999Z");
+  CHECK(rfc3339_micros(253402300800000000) == "10000-01-01T00:00:00.000000Z");  // past 4 digits
 }
 
 TEST_CASE("parse_rfc3339 accepts timestamps with Z or an offset", "[api][time]") {
