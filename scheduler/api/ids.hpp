@@ -17,7 +17,7 @@ std::string encode_id(const std::array<std::uint8_t, 16>& bits);
 // A fresh id from OpenSSL's CSPRNG. Throws std::runtime_error if RAND_bytes fails.
 std::string new_prediction_id();
 
-// True when `s` matches the database CHECK `^[0-9a-hjkmnp-tv-z]{26}$`.
+// True when `s` passes the database CHECK: 26 characters of the alphabet above.
 bool is_prediction_id(std::string_view s);
 
 }  // namespace cogwheel::scheduler::api

@@ -111,6 +111,14 @@ TEST_CASE_METHOD(fixture, "a failed prediction carries its error code and messag
 
 TEST_CASE_METHOD(fixture, "bad values are refused by the table itself", "[pg][schema]") {
   CHECK_THROWS_AS(insert("NOT-A-VALID-ID"), pqxx::check_violation);
+  // Ids are exactly 26 characters of the Crockford alphabet (no i, l, o, u; lower case).
+  CHECK_THROWS_AS(insert("0123456789abcdefghjkmnpqr"), pqxx::check_violation);    // 25
+  CHECK_THROWS_AS(insert("0123456789abcdefghjkmnpqrst"), pqxx::check_violation);  // 27
+  CHECK_THROWS_AS(insert("0123456789abcdefghjkmnpqri"), pqxx::check_violation);
+  CHECK_THROWS_AS(insert("0123456789abcdefghjkmnpqrS"), pqxx::check_violation);
+  CHECK_THROWS_AS(insert("0123456789abcdefghjkmnpq\u00e9"), pqxx::check_violation);  // 26 bytes
+  CHECK_THROWS_AS(insert(""), pqxx::check_violation);
+  insert("tvwxyz0123456789abcdefghjk");
   insert(id1);
   CHECK_THROWS_AS(exec("UPDATE predictions SET webhook_events_filter = '{start,bogus}', "
                        "webhook = 'http://x' WHERE id = '" +
