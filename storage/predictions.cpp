@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
-#include "storage/json_text.hpp"
 #include "storage/outbox.hpp"
 #include "storage/prediction_columns.hpp"
 #include "storage/prepared.hpp"
@@ -73,109 +72,136 @@ std::string hex(const std::string& raw) {
   return out;
 }
 
-// One row of the insert batch as JSON text, written directly (no document is built). The input
-// (already JSON text) is spliced in as it is.
-class row_writer {
+// One column of the insert batch as a PostgreSQL array literal: `{"a","b",NULL}` or `{1,2}`.
+// Text elements are always quoted, with `"` and `\` escaped, so any text travels as it is.
+class array_literal {
  public:
-  explicit row_writer(std::string& out) : out_(out) { out_ += '{'; }
-  ~row_writer() { out_ += '}'; }
-  row_writer(const row_writer&) = delete;
-  row_writer& operator=(const row_writer&) = delete;
-
-  void number(std::string_view key, std::int64_t v) {
-    name(key);
+  explicit array_literal(std::size_t expected_size) {
+    text_.reserve(expected_size);
+    text_ += '{';
+  }
+  void text(std::string_view v) {
+    separate();
+    text_ += '"';
+    for (char c : v) {
+      if (c == '"' || c == '\\') text_ += '\\';
+      text_ += c;
+    }
+    text_ += '"';
+  }
+  void maybe_text(const std::optional<std::string>& v) { v ? text(*v) : null(); }
+  void number(std::int64_t v) {
+    separate();
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out_.append(buf, r.ptr);
+    text_.append(buf, r.ptr);
   }
-  void string(std::string_view key, std::string_view v) {
-    name(key);
-    append_json_string(out_, v);
+  void maybe_number(const std::optional<std::int64_t>& v) { v ? number(*v) : null(); }
+  void null() {
+    separate();
+    text_ += "NULL";
   }
-  void strings(std::string_view key, const std::vector<std::string>& values) {
-    name(key);
-    out_ += '[';
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (i > 0) out_ += ',';
-      append_json_string(out_, values[i]);
-    }
-    out_ += ']';
-  }
-  void json_text(std::string_view key, std::string_view text) {
-    name(key);
-    out_ += text;
+  std::string done() {
+    text_ += '}';
+    return std::move(text_);
   }
 
  private:
-  void name(std::string_view key) {
-    if (!first_) out_ += ',';
-    first_ = false;
-    out_ += '"';
-    out_ += key;  // keys are ours: plain ASCII
-    out_ += "\":";
+  void separate() {
+    if (text_.size() > 1) text_ += ',';
   }
-  std::string& out_;
-  bool first_ = true;
+  std::string text_;
 };
 
-void append_json(std::string& out, const prediction_new& p, std::size_t ord) {
-  row_writer w(out);
-  w.number("ord", static_cast<std::int64_t>(ord));
-  w.string("id", p.id);
-  w.number("token_id", p.token_id);
-  w.string("model", p.model);
-  w.string("version_id", p.version_id);
-  w.number("start_timeout_ms", p.start_timeout_ms);
-  w.number("run_timeout_ms", p.run_timeout_ms);
-  if (p.deployment) w.string("deployment", *p.deployment);
-  if (p.webhook) w.string("webhook", *p.webhook);
-  if (p.webhook_events_filter) w.strings("webhook_events_filter", *p.webhook_events_filter);
-  if (p.deadline) w.number("deadline_us", *p.deadline);
-  if (p.idempotency_key) {
-    w.string("idempotency_key", *p.idempotency_key);
-    w.string("idempotency_hex", hex(p.idempotency_sha256.value_or("")));
+// The batch's columns, in the order of insert_sql's $3..$15.
+struct batch_columns {
+  std::string id, token_id, model, version_id, deployment, input, webhook, events_filter,
+      deadline_us, start_timeout_ms, run_timeout_ms, idempotency_key, idempotency_hex;
+};
+
+batch_columns batch_arrays(const std::vector<prediction_new>& rows) {
+  const std::size_t n = rows.size();
+  std::size_t input_size = 0, webhook_size = 0;
+  for (const auto& r : rows) {
+    input_size += r.input_json.size() + 8;
+    webhook_size += r.webhook.value_or("").size() + 8;
   }
-  w.json_text("input", p.input_json);
+  array_literal id(n * 30), token_id(n * 8), model(n * 32), version_id(n * 68), deployment(n * 8),
+      input(input_size * 5 / 4), webhook(webhook_size), events_filter(n * 8), deadline_us(n * 8),
+      start_timeout_ms(n * 10), run_timeout_ms(n * 10), idempotency_key(n * 8),
+      idempotency_hex(n * 8);
+  for (const auto& p : rows) {
+    id.text(p.id);
+    token_id.number(p.token_id);
+    model.text(p.model);
+    version_id.text(p.version_id);
+    deployment.maybe_text(p.deployment);
+    input.text(p.input_json);
+    webhook.maybe_text(p.webhook);
+    if (p.webhook_events_filter) {
+      // Event names are start, output, logs, completed: the list travels comma-joined.
+      std::string joined;
+      for (const auto& e : *p.webhook_events_filter) {
+        if (!joined.empty()) joined += ',';
+        joined += e;
+      }
+      events_filter.text(joined);
+    } else {
+      events_filter.null();
+    }
+    deadline_us.maybe_number(p.deadline);
+    start_timeout_ms.number(p.start_timeout_ms);
+    run_timeout_ms.number(p.run_timeout_ms);
+    idempotency_key.maybe_text(p.idempotency_key);
+    if (p.idempotency_key) {
+      idempotency_hex.text(hex(p.idempotency_sha256.value_or("")));
+    } else {
+      idempotency_hex.null();
+    }
+  }
+  return {id.done(),
+          token_id.done(),
+          model.done(),
+          version_id.done(),
+          deployment.done(),
+          input.done(),
+          webhook.done(),
+          events_filter.done(),
+          deadline_us.done(),
+          start_timeout_ms.done(),
+          run_timeout_ms.done(),
+          idempotency_key.done(),
+          idempotency_hex.done()};
 }
 
-std::string batch_json(const std::vector<prediction_new>& rows) {
-  std::string out;
-  std::size_t size = 2;
-  for (const auto& r : rows) size += 320 + r.input_json.size() + r.webhook.value_or("").size();
-  out.reserve(size);
-  out += '[';
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (i > 0) out += ',';
-    append_json(out, rows[i], i);
-  }
-  out += ']';
-  return out;
-}
-
-// One statement for the whole batch: the rows travel as one JSON parameter, and the new queued
-// work is announced on queue_channel ($2, one notification per payload of $3). Only what the
-// database decides comes back (created_at); the rest of each row is what was sent. With
-// `on_conflict`, a row whose idempotency key is taken is skipped here and resolved afterwards; a
-// batch without keys leaves the clause out, since it makes every row a speculative insertion (one
-// more lock and one more WAL record each).
+// One statement for the whole batch: the rows travel as one array parameter per column
+// (PostgreSQL reads arrays with less work than a JSON document of the rows: bench/README.md,
+// "What PostgreSQL spends on an insert"), and the new queued work is announced on queue_channel
+// ($1, one notification per payload of $2). Only what the database decides comes back
+// (created_at); the rest of each row is what was sent. With `on_conflict`, a row whose idempotency
+// key is taken is skipped here and resolved afterwards; a batch without keys leaves the clause
+// out, since it makes every row a speculative insertion (one more lock and one more WAL record
+// each).
 std::string insert_sql(std::string_view on_conflict) {
   return std::string(R"(
 WITH announced AS (
-  SELECT count(pg_notify($2, payload)) AS n FROM json_array_elements_text($3::json) AS payload
+  SELECT count(pg_notify($1, payload)) AS n FROM json_array_elements_text($2::json) AS payload
 ), inserted AS (
   INSERT INTO predictions (id, token_id, model, version_id, deployment, input, webhook,
                            webhook_events_filter, deadline, start_by, run_timeout_ms,
                            idempotency_key, idempotency_sha256)
-  SELECT r.id, r.token_id, r.model, r.version_id, r.deployment, r.input, r.webhook,
-         r.webhook_events_filter,
+  SELECT r.id, r.token_id, r.model, r.version_id, r.deployment, r.input::jsonb, r.webhook,
+         string_to_array(r.events_filter, ','),
          CASE WHEN r.deadline_us IS NULL THEN NULL
               ELSE timestamptz 'epoch' + r.deadline_us * interval '1 microsecond' END,
          now() + r.start_timeout_ms * interval '1 millisecond', r.run_timeout_ms,
          r.idempotency_key, decode(r.idempotency_hex, 'hex')
-  FROM jsonb_to_recordset($1::jsonb) AS r(ord int, id text, token_id bigint, model text,
-       version_id text, deployment text, input jsonb, webhook text, webhook_events_filter text[],
-       deadline_us bigint, start_timeout_ms bigint, run_timeout_ms bigint, idempotency_key text,
-       idempotency_hex text)
+  FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[],
+              $15::text[])
+       WITH ORDINALITY AS r(id, token_id, model, version_id, deployment, input, webhook,
+                            events_filter, deadline_us, start_timeout_ms, run_timeout_ms,
+                            idempotency_key, idempotency_hex, ord)
   ORDER BY r.ord
   )") + std::string(on_conflict) +
          R"(
@@ -231,9 +257,13 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
     const bool keyed = std::any_of(some.begin(), some.end(), [](const prediction_new& p) {
       return p.idempotency_key.has_value();
     });
+    auto c = batch_arrays(some);
     return exec_prepared_sql(tx, keyed ? "prediction_insert_keyed" : "prediction_insert_unkeyed",
-                             keyed ? insert_keyed_sql : insert_unkeyed_sql, batch_json(some),
-                             std::string(queue_channel), announcement(some));
+                             keyed ? insert_keyed_sql : insert_unkeyed_sql,
+                             std::string(queue_channel), announcement(some), c.id, c.token_id,
+                             c.model, c.version_id, c.deployment, c.input, c.webhook,
+                             c.events_filter, c.deadline_us, c.start_timeout_ms, c.run_timeout_ms,
+                             c.idempotency_key, c.idempotency_hex);
   };
   for (const auto& r : insert(rows)) {
     const auto i = index_of.at(std::string_view(r[0].c_str(), r[0].size()));

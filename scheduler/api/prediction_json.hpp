@@ -4,7 +4,6 @@
 #include <string>
 #include <string_view>
 
-#include "storage/json_text.hpp"
 #include "storage/predictions.hpp"
 
 namespace cogwheel::scheduler::api {
@@ -29,6 +28,7 @@ std::string prediction_json_text(const storage::prediction_row& p,
 // The same object as a document (prediction_json_text parsed).
 nlohmann::json prediction_json(const storage::prediction_row& p, std::string_view public_base_url);
 
-using storage::append_json_string;  // quoted and escaped; invalid UTF-8 replaced by U+FFFD
+// Appends `s` as a JSON string (quoted and escaped; invalid UTF-8 replaced by U+FFFD).
+void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace cogwheel::scheduler::api

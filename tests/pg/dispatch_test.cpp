@@ -667,6 +667,12 @@ TEST_CASE_METHOD(fixture, "an insert returns each row as a read of it finds it",
   full.webhook = "https://hooks.example/x?y=1";
   full.webhook_events_filter = strings{"start", "completed"};
   full.deadline = 4'102'444'800'123'456;  // 2100-01-01T00:00:00.123456Z
+  // What the batch's array literals must carry as they are: quotes, backslashes, braces, commas,
+  // the word NULL, non-ASCII text.
+  full.input_json =
+      R"({"a":"say \"hi\" \\ {x}, NULL","b":[1,{"c":"\u00e9 \u2603 é ☃"}],"NULL":null})";
+  full.idempotency_key = R"(key "with" \ {braces}, NULL)";
+  full.idempotency_sha256 = std::string(32, '\x7f');
   std::vector<storage::insert_result> inserted;
   {
     pqxx::nontransaction tx(conn);
@@ -701,4 +707,11 @@ TEST_CASE_METHOD(fixture, "an insert returns each row as a read of it finds it",
     CHECK(a.webhook == read->webhook);
     CHECK(a.webhook_events_filter == read->webhook_events_filter);
   }
+  auto key = tx.exec_params1(
+      "SELECT idempotency_key, encode(idempotency_sha256, 'hex') FROM predictions WHERE id = $1",
+      full.id);
+  CHECK(key[0].as<std::string>() == *full.idempotency_key);
+  std::string hex;
+  for (int i = 0; i < 32; ++i) hex += "7f";
+  CHECK(key[1].as<std::string>() == hex);
 }
