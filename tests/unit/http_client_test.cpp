@@ -23,22 +23,26 @@ void answer_ok(tcp::socket& s) {
   asio::write(s, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")));
 }
 
-// Runs `send` with a client on an io_context of its own, returning what it returned.
-template <typename Send>
-std::vector<http::client_response> run_client(Send send) {
-  asio::io_context ioc;
-  std::vector<http::client_response> out;
-  asio::co_spawn(ioc, send(out), asio::detached);
-  ioc.run_for(20s);
-  return out;
-}
-
 http::client_request get(unsigned short port) {
   http::client_request req;
   req.url = "http://127.0.0.1:" + std::to_string(port) + "/";
   req.connect_timeout = 2s;
   req.total_timeout = 5s;
   return req;
+}
+
+// Sends `n` GETs to the port one after the other with one client (so the later ones may reuse the
+// first one's connection), on an io_context of its own; returns what each got.
+std::vector<http::client_response> send_gets(unsigned short port, int n) {
+  asio::io_context ioc;
+  std::vector<http::client_response> out;
+  auto send = [port, n, &out]() -> asio::awaitable<void> {
+    http::client c;
+    for (int i = 0; i < n; ++i) out.push_back(co_await c.send(get(port)));
+  };
+  asio::co_spawn(ioc, send(), asio::detached);
+  ioc.run_for(20s);
+  return out;
 }
 
 }  // namespace
@@ -57,12 +61,7 @@ TEST_CASE("client: a kept-alive connection the server closed is retried on a new
     read_request(second);
     answer_ok(second);
   });
-  auto answers =
-      run_client([port](std::vector<http::client_response>& out) -> asio::awaitable<void> {
-        http::client c;
-        out.push_back(co_await c.send(get(port)));
-        out.push_back(co_await c.send(get(port)));
-      });
+  auto answers = send_gets(port, 2);
   server.get();
   REQUIRE(answers.size() == 2);
   CHECK(answers[0].ok());
@@ -86,12 +85,7 @@ TEST_CASE(
     s.set_option(asio::socket_base::linger(true, 0));
     s.close();  // and a reset instead of an answer
   });
-  auto answers =
-      run_client([port](std::vector<http::client_response>& out) -> asio::awaitable<void> {
-        http::client c;
-        out.push_back(co_await c.send(get(port)));
-        out.push_back(co_await c.send(get(port)));
-      });
+  auto answers = send_gets(port, 2);
   server.get();
   REQUIRE(answers.size() == 2);
   CHECK(answers[0].ok());
@@ -107,11 +101,7 @@ TEST_CASE("client: nobody listening is \"cannot connect\"", "[http][client]") {
     tcp::acceptor a(ctx, {asio::ip::make_address("127.0.0.1"), 0});
     port = a.local_endpoint().port();
   }  // closed: the port refuses connections
-  auto answers =
-      run_client([port](std::vector<http::client_response>& out) -> asio::awaitable<void> {
-        http::client c;
-        out.push_back(co_await c.send(get(port)));
-      });
+  auto answers = send_gets(port, 1);
   REQUIRE(answers.size() == 1);
   INFO(answers[0].error);
   CHECK(answers[0].error.starts_with("cannot connect to 127.0.0.1:" + std::to_string(port)));
