@@ -247,7 +247,7 @@ int run_serve(const settings& s) {
   prediction_watch watch(target.conninfo);
   watch.set_hooks(
       [&dispatch](const std::vector<storage::prediction_note>& notes) { dispatch.changed(notes); },
-      [&dispatch] { dispatch.wake(); });
+      [&dispatch](const std::vector<std::string>& versions) { dispatch.queued(versions); });
   // Creates claim what this process's free container slots can take in their own transaction;
   // every insert also announces its versions to every process (one NOTIFY per batch).
   create_batcher batcher(

@@ -408,6 +408,12 @@ bool container_pool::has_free_slot(const std::vector<std::string>& versions) {
                      [&](const auto& c) { return c->free_for(versions) > 0; });
 }
 
+bool container_pool::has_room(const std::vector<std::string>& versions) {
+  std::lock_guard lock(mu_);
+  return std::any_of(containers_.begin(), containers_.end(),
+                     [&](const auto& c) { return c->free_for(versions) + c->reserved > 0; });
+}
+
 bool container_pool::confirm(const std::string& container_id, const std::string& prediction_id) {
   std::lock_guard lock(mu_);
   for (auto& c : containers_) {

@@ -85,6 +85,9 @@ class container_pool {
                                                           std::size_t max_per_version);
   // Whether reserve(versions, ...) would find a free slot now.
   bool has_free_slot(const std::vector<std::string>& versions);
+  // Whether a ready container of one of `versions` has a slot not running a prediction, reserved
+  // or not (a reservation may end unused: its claim can miss rows committed while it ran).
+  bool has_room(const std::vector<std::string>& versions);
   // A reserved slot now holds a prediction; false when the container is gone (restarted).
   bool confirm(const std::string& container_id, const std::string& prediction_id);
   // A reserved slot that was not used. (No on_capacity: it was free before the reservation; the

@@ -202,6 +202,12 @@ void dispatcher::wake() {
   asio::post(wake_timer_.get_executor(), [this] { wake_timer_.cancel(); });
 }
 
+void dispatcher::queued(const std::vector<std::string>& versions) {
+  // Every insert announces its versions to every process; a claim for versions whose containers
+  // are full or elsewhere would find nothing (their slots wake the loop when they free up).
+  if (versions.empty() || pool_.has_room(versions)) wake();
+}
+
 void dispatcher::changed(const std::vector<storage::prediction_note>& notes) {
   bool check_cancels = false;
   for (const auto& n : notes) {

@@ -77,6 +77,9 @@ class dispatcher {
   // Whether claim_in could claim anything for these versions now (a free slot of a ready
   // container). Any thread.
   bool can_claim(const std::vector<std::string>& versions);
+  // New work was queued for `versions` (empty: unknown, e.g. after the listener reconnected):
+  // wakes the claim loop unless no container here could take any of it. Any thread.
+  void queued(const std::vector<std::string>& versions);
 
   // A container's update, already validated. Applied in a batch; any thread.
   void ingest(cog_update u);

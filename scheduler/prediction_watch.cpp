@@ -33,7 +33,18 @@ class queue_receiver : public pqxx::notification_receiver {
  public:
   queue_receiver(pqxx::connection_base& c, prediction_watch& watch)
       : pqxx::notification_receiver(c, storage::queue_channel), watch_(watch) {}
-  void operator()(const std::string&, int) override { watch_.queued(); }
+  // The payload is the batch's versions, comma-separated (storage::notify_payloads).
+  void operator()(const std::string& payload, int) override {
+    std::vector<std::string> versions;
+    std::size_t start = 0;
+    while (start < payload.size()) {
+      auto comma = payload.find(',', start);
+      if (comma == std::string::npos) comma = payload.size();
+      if (comma > start) versions.push_back(payload.substr(start, comma - start));
+      start = comma + 1;
+    }
+    watch_.queued(versions);
+  }
 
  private:
   prediction_watch& watch_;
@@ -41,19 +52,19 @@ class queue_receiver : public pqxx::notification_receiver {
 
 }  // namespace
 
-void prediction_watch::set_hooks(notes_hook on_change, std::function<void()> on_queue) {
+void prediction_watch::set_hooks(notes_hook on_change, queue_hook on_queue) {
   std::lock_guard lock(hooks_mu_);
   on_change_ = std::move(on_change);
   on_queue_ = std::move(on_queue);
 }
 
-void prediction_watch::queued() {
-  std::function<void()> hook;
+void prediction_watch::queued(const std::vector<std::string>& versions) {
+  queue_hook hook;
   {
     std::lock_guard lock(hooks_mu_);
     hook = on_queue_;
   }
-  if (hook) hook();
+  if (hook) hook(versions);
 }
 
 prediction_watch::prediction_watch(std::string conninfo) {
@@ -80,7 +91,7 @@ void prediction_watch::listen_loop(std::string conninfo) {
       listening_ = true;
       backoff = std::chrono::milliseconds(100);
       notify_all();  // whatever changed while we were not listening
-      queued();
+      queued({});    // and whatever was queued
       while (!stop_) conn.await_notification(0, 200'000);
     } catch (const std::exception& e) {
       if (listening_) spdlog::warn("prediction listener lost its connection: {}", e.what());

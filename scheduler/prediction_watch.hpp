@@ -38,11 +38,12 @@ class prediction_watch {
   bool listening() const { return listening_; }
 
   // Hooks for the dispatcher, called on the listener thread (keep them short): the changed
-  // predictions with their notes (storage::prediction_channel), and "new work was queued"
-  // (storage::queue_channel, or a reconnect).
+  // predictions with their notes (storage::prediction_channel), and "new work was queued" for
+  // these versions (storage::queue_channel; no versions: unknown, after a reconnect).
   using notes_hook = std::function<void(const std::vector<storage::prediction_note>&)>;
-  void set_hooks(notes_hook on_change, std::function<void()> on_queue);
-  void queued();  // calls the queue hook
+  using queue_hook = std::function<void(const std::vector<std::string>& versions)>;
+  void set_hooks(notes_hook on_change, queue_hook on_queue);
+  void queued(const std::vector<std::string>& versions);  // calls the queue hook
 
  private:
   void listen_loop(std::string conninfo);
@@ -52,7 +53,7 @@ class prediction_watch {
   std::unordered_multimap<std::string, std::weak_ptr<waiter>> waiters_;
   std::mutex hooks_mu_;
   notes_hook on_change_;
-  std::function<void()> on_queue_;
+  queue_hook on_queue_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> listening_{false};
   std::thread listener_;
