@@ -104,7 +104,7 @@ void create_batcher::run_batch(std::vector<pending> batch) {
   } catch (const pqxx::sql_error&) {
     each_alone();  // a row the database refused
   } catch (const nlohmann::json::exception&) {
-    each_alone();  // a row the batch's JSON cannot carry
+    each_alone();  // a row some JSON of the same transaction cannot carry
   } catch (...) {
     auto failure = std::current_exception();
     for (auto& p : batch) complete(std::move(p.executor), std::move(p.handler), failure, {});
