@@ -41,14 +41,15 @@ struct container_pool::container {
   asio::steady_timer timer;
   explicit container(asio::io_context& ioc) : timer(ioc) {}
 
-  // Slots free for a new prediction of one of `versions` (empty: of any version).
-  int free_for(const std::vector<std::string>& versions) const {
+  // Slots free for a new prediction of one of `versions` (empty: of any version); with
+  // `counting_reserved`, reserved slots count as free.
+  int free_for(const std::vector<std::string>& versions, bool counting_reserved = false) const {
     if (health != container_health::ready || gone) return 0;
     if (!versions.empty() &&
         std::find(versions.begin(), versions.end(), version_id) == versions.end()) {
       return 0;
     }
-    return slots - static_cast<int>(running.size()) - reserved;
+    return slots - static_cast<int>(running.size()) - (counting_reserved ? 0 : reserved);
   }
 };
 
@@ -411,7 +412,7 @@ bool container_pool::has_free_slot(const std::vector<std::string>& versions) {
 bool container_pool::has_room(const std::vector<std::string>& versions) {
   std::lock_guard lock(mu_);
   return std::any_of(containers_.begin(), containers_.end(),
-                     [&](const auto& c) { return c->free_for(versions) + c->reserved > 0; });
+                     [&](const auto& c) { return c->free_for(versions, true) > 0; });
 }
 
 bool container_pool::confirm(const std::string& container_id, const std::string& prediction_id) {

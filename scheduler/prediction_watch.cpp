@@ -35,15 +35,7 @@ class queue_receiver : public pqxx::notification_receiver {
       : pqxx::notification_receiver(c, storage::queue_channel), watch_(watch) {}
   // The payload is the batch's versions, comma-separated (storage::notify_payloads).
   void operator()(const std::string& payload, int) override {
-    std::vector<std::string> versions;
-    std::size_t start = 0;
-    while (start < payload.size()) {
-      auto comma = payload.find(',', start);
-      if (comma == std::string::npos) comma = payload.size();
-      if (comma > start) versions.push_back(payload.substr(start, comma - start));
-      start = comma + 1;
-    }
-    watch_.queued(versions);
+    watch_.queued(storage::notify_items(payload));
   }
 
  private:

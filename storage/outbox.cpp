@@ -100,22 +100,27 @@ void prediction_notify_notes(pqxx::transaction_base& tx,
   notify_batched(tx, prediction_channel, entries);
 }
 
-std::vector<prediction_note> prediction_notes_parse(const std::string& payload) {
-  std::vector<prediction_note> out;
+std::vector<std::string> notify_items(const std::string& payload) {
+  std::vector<std::string> items;
   std::size_t start = 0;
   while (start < payload.size()) {
     auto comma = payload.find(',', start);
     if (comma == std::string::npos) comma = payload.size();
-    if (comma > start) {
-      const std::string entry = payload.substr(start, comma - start);
-      const auto colon = entry.find(':');
-      if (colon == std::string::npos) {
-        out.push_back({entry, ""});
-      } else {
-        out.push_back({entry.substr(0, colon), entry.substr(colon + 1)});
-      }
-    }
+    if (comma > start) items.push_back(payload.substr(start, comma - start));
     start = comma + 1;
+  }
+  return items;
+}
+
+std::vector<prediction_note> prediction_notes_parse(const std::string& payload) {
+  std::vector<prediction_note> out;
+  for (auto& entry : notify_items(payload)) {
+    const auto colon = entry.find(':');
+    if (colon == std::string::npos) {
+      out.push_back({std::move(entry), ""});
+    } else {
+      out.push_back({entry.substr(0, colon), entry.substr(colon + 1)});
+    }
   }
   return out;
 }

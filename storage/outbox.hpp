@@ -34,6 +34,8 @@ void delivery_insert_many(pqxx::transaction_base& tx, const std::vector<delivery
 
 // `items` comma-separated, in as few payloads as fit NOTIFY's limit (one for any usual batch).
 std::vector<std::string> notify_payloads(const std::vector<std::string>& items);
+// The items of one such payload (empty items skipped).
+std::vector<std::string> notify_items(const std::string& payload);
 // NOTIFY on `channel` with each of notify_payloads(items).
 void notify_batched(pqxx::transaction_base& tx, const char* channel,
                     const std::vector<std::string>& items);
