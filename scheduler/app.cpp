@@ -250,10 +250,8 @@ int run_serve(const settings& s) {
       [&dispatch](const std::vector<std::string>& versions) { dispatch.queued(versions); });
   // Creates claim what this process's free container slots can take in their own transaction;
   // every insert also announces its versions to every process (one NOTIFY per batch).
-  create_batcher_options batch_opts;
-  batch_opts.deferred_flush = s.create_deferred_flush;
   create_batcher batcher(
-      db, batch_opts,
+      db, {},
       [&dispatch](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
         std::vector<std::string> versions;
         for (const auto& r : results) {

@@ -3,7 +3,6 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
-#include <utility>
 
 namespace cogwheel::scheduler {
 
@@ -24,11 +23,6 @@ create_batcher::create_batcher(storage::database& db, create_batcher_options opt
   if (opts_.max_batch == 0 || opts_.max_in_flight == 0) {
     throw std::invalid_argument("create batcher needs max_batch and max_in_flight >= 1");
   }
-}
-
-create_batcher::~create_batcher() {
-  std::unique_lock lock(mu_);
-  idle_.wait(lock, [this] { return in_flight_ == 0 && !flushing_ && unflushed_.empty(); });
 }
 
 void create_batcher::enqueue(storage::prediction_new row, asio::any_io_executor ex,
@@ -62,18 +56,7 @@ bool create_batcher::needs_transaction(const std::vector<storage::prediction_new
   return !wants_ || wants_(versions);
 }
 
-void create_batcher::start_flush_locked() {
-  flushing_ = true;
-  asio::post(db_.executor(),
-             [this, group = std::exchange(unflushed_, {})]() mutable { flush(std::move(group)); });
-}
-
 void create_batcher::run_batch(std::vector<pending> batch) {
-  const auto when =
-      opts_.deferred_flush ? storage::commit_flush::deferred : storage::commit_flush::wait;
-  settled s;
-  s.results.resize(batch.size());
-  s.failures.resize(batch.size());
   std::vector<storage::prediction_new> rows;
   rows.reserve(batch.size());
   for (auto& p : batch) rows.push_back(p.row);
@@ -81,10 +64,12 @@ void create_batcher::run_batch(std::vector<pending> batch) {
     return db_.run_blocking([&](pqxx::connection& c) {
       if (!needs_transaction(some)) {
         pqxx::nontransaction tx(c);
-        return storage::prediction_insert_many(tx, some, when);
+        auto r = storage::prediction_insert_many(tx, some);
+        if (committed) committed();
+        return r;
       }
       pqxx::work tx(c);
-      auto r = storage::prediction_insert_many(tx, some, when);
+      auto r = storage::prediction_insert_many(tx, some);
       std::function<void(bool)> after = hook_ ? hook_(tx, r) : nullptr;
       try {
         tx.commit();
@@ -92,76 +77,43 @@ void create_batcher::run_batch(std::vector<pending> batch) {
         if (after) after(false);
         throw;
       }
-      if (after) s.after.push_back(std::move(after));
+      if (after) after(true);
+      if (committed) committed();
       return r;
     });
   };
   // One bad row must not fail its neighbours: retry each alone, so only it gets the error.
   auto each_alone = [&] {
-    for (std::size_t i = 0; i < rows.size(); ++i) {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
-        s.results[i] = std::move(insert({rows[i]}).at(0));
-        s.committed = true;
+        auto one = insert({rows[i]});
+        complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr,
+                 std::move(one.at(0)));
       } catch (...) {
-        s.failures[i] = std::current_exception();
+        complete(std::move(batch[i].executor), std::move(batch[i].handler),
+                 std::current_exception(), {});
       }
     }
   };
   try {
     auto results = insert(rows);
-    for (std::size_t i = 0; i < results.size(); ++i) s.results[i] = std::move(results[i]);
-    s.committed = true;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      complete(std::move(batch[i].executor), std::move(batch[i].handler), nullptr,
+               std::move(results[i]));
+    }
   } catch (const pqxx::sql_error&) {
     each_alone();  // a row the database refused
   } catch (const nlohmann::json::exception&) {
     each_alone();  // a row some JSON of the same transaction cannot carry
   } catch (...) {
-    for (auto& f : s.failures) f = std::current_exception();
+    auto failure = std::current_exception();
+    for (auto& p : batch) complete(std::move(p.executor), std::move(p.handler), failure, {});
   }
-  s.batch = std::move(batch);
-
-  const bool durable_later = opts_.deferred_flush && s.committed;
-  if (!durable_later) answer(s, nullptr);
   std::lock_guard lock(mu_);
   --in_flight_;
   stats_.batches += 1;
-  stats_.rows += s.batch.size();
-  start_batch_locked();  // deferred: the next INSERT runs while this one's WAL is flushed
-  if (durable_later) {
-    unflushed_.push_back(std::move(s));
-    if (!flushing_) start_flush_locked();
-  }
-  if (in_flight_ == 0 && !flushing_) idle_.notify_all();
-}
-
-void create_batcher::flush(std::vector<settled> group) {
-  std::exception_ptr failure;
-  try {
-    db_.run_blocking([](pqxx::connection& c) { storage::wal_flush_barrier(c); });
-  } catch (...) {
-    // Whether those commits reached the disk is unknown: their callers get the error, as for a
-    // commit whose answer was lost, and the claims made with them are released.
-    failure = std::current_exception();
-  }
-  {
-    std::lock_guard lock(mu_);
-    stats_.barriers += 1;
-  }
-  for (auto& s : group) answer(s, failure);
-  std::lock_guard lock(mu_);
-  flushing_ = false;
-  if (!unflushed_.empty()) start_flush_locked();
-  if (in_flight_ == 0 && !flushing_) idle_.notify_all();
-}
-
-void create_batcher::answer(settled& s, const std::exception_ptr& failure) {
-  for (auto& after : s.after) after(!failure);
-  if (s.committed && committed) committed();
-  for (std::size_t i = 0; i < s.batch.size(); ++i) {
-    auto ep = s.failures[i] ? s.failures[i] : failure;
-    complete(std::move(s.batch[i].executor), std::move(s.batch[i].handler), ep,
-             ep ? storage::insert_result{} : std::move(s.results[i]));
-  }
+  stats_.rows += batch.size();
+  start_batch_locked();
 }
 
 create_batcher::stats create_batcher::totals() const {

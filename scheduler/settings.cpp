@@ -75,11 +75,6 @@ const std::vector<option_def>& option_defs() {
       {"--max-body-bytes", "COGWHEEL_MAX_BODY_BYTES", "10485760",
        "Largest request body accepted; larger ones get 413.", for_serve,
        member(&settings::max_body_bytes)},
-      {"--create-deferred-flush", "COGWHEEL_CREATE_DEFERRED_FLUSH", "true",
-       "A batch of creates commits without waiting for its WAL flush, so that the next batch's "
-       "insert starts at once; one flush barrier then makes the batches before it durable, and "
-       "only then are their callers answered. false: each batch waits for its own flush.",
-       for_serve, member(&settings::create_deferred_flush)},
       {"--callback-url", "COGWHEEL_CALLBACK_URL", "(http://LISTEN)",
        "Base URL model containers reach this server at, for their updates and file uploads (a "
        "shared service address when several cogwheel processes run).",

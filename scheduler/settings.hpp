@@ -23,10 +23,9 @@ struct settings {
   int create_rate_limit = 600;  // per token per minute; 0: unlimited
   int rate_limit = 3'000;       // other requests, per token per minute; 0: unlimited
   int max_body_bytes = 10 * 1024 * 1024;
-  bool create_deferred_flush = true;  // a batch's commit is flushed by a barrier, off its path
-  std::string callback_url;           // empty: http://<listen>, 0.0.0.0 and :: as loopback
-  std::string container_token;        // empty: a random one per start
-  std::string files_dir;              // empty: <data dir>/files
+  std::string callback_url;     // empty: http://<listen>, 0.0.0.0 and :: as loopback
+  std::string container_token;  // empty: a random one per start
+  std::string files_dir;        // empty: <data dir>/files
   int file_url_ttl_s = 3'600;
   int health_interval_ms = 1'000;
   int lease_ms = 30'000;

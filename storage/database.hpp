@@ -79,12 +79,4 @@ class database {
   boost::asio::thread_pool threads_;
 };
 
-// Returns once every transaction that committed before the call is on disk, those that committed
-// without waiting for their WAL flush included (commit_flush::deferred): it commits a transaction
-// that writes one WAL record (a transactional logical decoding message, prefix "cogwheel"), and a
-// synchronous commit flushes the WAL up to its own record, so all that came before. One round trip;
-// one flush covers every deferred commit before it, however many. With synchronous_commit off on
-// the server it waits for nothing, like every commit there.
-void wal_flush_barrier(pqxx::connection& c);
-
 }  // namespace cogwheel::storage

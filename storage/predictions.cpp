@@ -177,8 +177,7 @@ batch_columns batch_arrays(const std::vector<prediction_new>& rows) {
 // One statement for the whole batch: the rows travel as one array parameter per column
 // (PostgreSQL reads arrays with less work than a JSON document of the rows: bench/README.md,
 // "What PostgreSQL spends on an insert"), and the new queued work is announced on queue_channel
-// ($1, one notification per payload of $2). $16 true: the transaction commits without waiting
-// for its WAL flush (commit_flush::deferred). Only what the database decides comes back
+// ($1, one notification per payload of $2). Only what the database decides comes back
 // (created_at); the rest of each row is what was sent. With `on_conflict`, a row whose idempotency
 // key is taken is skipped here and resolved afterwards; a batch without keys leaves the clause
 // out, since it makes every row a speculative insertion (one more lock and one more WAL record
@@ -186,9 +185,7 @@ batch_columns batch_arrays(const std::vector<prediction_new>& rows) {
 std::string insert_sql(std::string_view on_conflict) {
   return std::string(R"(
 WITH announced AS (
-  SELECT (SELECT count(pg_notify($1, payload)) FROM json_array_elements_text($2::json) AS payload)
-           AS n,
-         CASE WHEN $16::boolean THEN set_config('synchronous_commit', 'off', true) END AS deferred
+  SELECT count(pg_notify($1, payload)) AS n FROM json_array_elements_text($2::json) AS payload
 ), inserted AS (
   INSERT INTO predictions (id, token_id, model, version_id, deployment, input, webhook,
                            webhook_events_filter, deadline, start_by, run_timeout_ms,
@@ -249,8 +246,7 @@ constexpr std::int64_t idempotency_window_us = 24LL * 3600 * 1'000'000;
 }  // namespace
 
 std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
-                                                  const std::vector<prediction_new>& rows,
-                                                  commit_flush flush) {
+                                                  const std::vector<prediction_new>& rows) {
   std::vector<insert_result> results(rows.size());
   if (rows.empty()) return results;
 
@@ -267,7 +263,7 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
                              std::string(queue_channel), announcement(some), c.id, c.token_id,
                              c.model, c.version_id, c.deployment, c.input, c.webhook,
                              c.events_filter, c.deadline_us, c.start_timeout_ms, c.run_timeout_ms,
-                             c.idempotency_key, c.idempotency_hex, flush == commit_flush::deferred);
+                             c.idempotency_key, c.idempotency_hex);
   };
   for (const auto& r : insert(rows)) {
     const auto i = index_of.at(std::string_view(r[0].c_str(), r[0].size()));

@@ -64,19 +64,11 @@ struct insert_result {
 // each once, one notification per batch.
 inline constexpr const char* queue_channel = "cogwheel_queue";
 
-// When the transaction that inserts commits, relative to its WAL flush.
-enum class commit_flush {
-  wait,      // the commit returns once its WAL is on disk (the server's synchronous_commit)
-  deferred,  // the commit returns at once (synchronous_commit off for this transaction only): the
-             // caller runs wal_flush_barrier() before it tells anyone of the rows
-};
-
 // Inserts many predictions with one multi-row statement that also announces them on
 // queue_channel; results are in the order of `rows`. Without idempotency keys that statement is
 // all it runs, so through a pqxx::nontransaction the batch is one autocommitted statement.
 std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
-                                                  const std::vector<prediction_new>& rows,
-                                                  commit_flush flush = commit_flush::wait);
+                                                  const std::vector<prediction_new>& rows);
 
 // A tenant's prediction by id; another tenant's id is not found.
 std::optional<prediction_row> prediction_get(pqxx::transaction_base& tx, std::int64_t token_id,

@@ -222,7 +222,7 @@ TEST_CASE("a container that answers 409 gets the prediction back in the queue", 
   CHECK(f.log().find("answered HTTP 409") != std::string::npos);
 }
 
-TEST_CASE("container updates are forward-only; bad ones are refused", "[e2e][dispatch]") {
+TEST_CASE("container updates are forward-only, and bad ones are refused", "[e2e][dispatch]") {
   test::fake_model m;
   m.slots = 2;
   m.env = {{"FAKE_COG_CONCURRENCY", "2"}};

@@ -164,7 +164,7 @@ TEST_CASE("start and completed webhooks are signed, filtered and carry the predi
   }
 }
 
-TEST_CASE("output and logs webhooks are throttled and coalesced; completed comes last",
+TEST_CASE("output and logs webhooks are throttled and coalesced, and completed comes last",
           "[e2e][webhook]") {
   webhook_fixture f({"--webhook-throttle-ms", "300"});
   // 12 outputs and log lines 40 ms apart: about 500 ms of output, far more changes than the
@@ -201,7 +201,7 @@ TEST_CASE("output and logs webhooks are throttled and coalesced; completed comes
   CHECK(f.receiver.requests("t").size() == got.size());
 }
 
-TEST_CASE("completed is retried on the schedule with the same webhook-id; others are dropped",
+TEST_CASE("completed is retried on the schedule with the same webhook-id, and others are dropped",
           "[e2e][webhook]") {
   // 0.001: 5 s → 5 ms, 5 min → 300 ms, 30 min → 1.8 s.
   webhook_fixture f({"--webhook-time-scale", "0.001"});
@@ -254,7 +254,7 @@ TEST_CASE("completed is retried on the schedule with the same webhook-id; others
   }
 }
 
-TEST_CASE("410 disables the URL for the tenant; Retry-After is honoured", "[e2e][webhook]") {
+TEST_CASE("410 disables the URL for the tenant, and Retry-After is honoured", "[e2e][webhook]") {
   webhook_fixture f({"--webhook-time-scale", "0.001"});
   f.receiver.on("gone", [](int) { return reply(410); });
   auto p = f.create({{"prompt", "1"}}, f.receiver.url("gone"), json{"completed"});

@@ -33,16 +33,6 @@ TEST_CASE("options come from the environment", "[settings]") {
   CHECK(s.db_pool_size == 3);
 }
 
-TEST_CASE("a switch takes true or false", "[settings]") {
-  CHECK(parse({}).create_deferred_flush);
-  CHECK_FALSE(parse({"--create-deferred-flush", "false"}).create_deferred_flush);
-  setenv("COGWHEEL_CREATE_DEFERRED_FLUSH", "false", 1);
-  auto s = parse({});
-  unsetenv("COGWHEEL_CREATE_DEFERRED_FLUSH");
-  CHECK_FALSE(s.create_deferred_flush);
-  CHECK_THROWS_AS(parse({"--create-deferred-flush", "sometimes"}), CLI::ConversionError);
-}
-
 TEST_CASE("out-of-range values are refused with the option's name", "[settings]") {
   settings s;
   s.io_threads = 0;
