@@ -25,6 +25,11 @@ create_batcher::create_batcher(storage::database& db, create_batcher_options opt
   }
 }
 
+create_batcher::~create_batcher() {
+  std::unique_lock lock(mu_);
+  idle_.wait(lock, [this] { return in_flight_ == 0; });
+}
+
 void create_batcher::enqueue(storage::prediction_new row, asio::any_io_executor ex,
                              asio::any_completion_handler<signature> h) {
   std::lock_guard lock(mu_);
@@ -114,6 +119,7 @@ void create_batcher::run_batch(std::vector<pending> batch) {
   stats_.batches += 1;
   stats_.rows += batch.size();
   start_batch_locked();
+  if (in_flight_ == 0) idle_.notify_all();
 }
 
 create_batcher::stats create_batcher::totals() const {

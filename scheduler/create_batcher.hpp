@@ -8,6 +8,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -41,6 +42,11 @@ class create_batcher {
 
   create_batcher(storage::database& db, create_batcher_options opts = {}, in_transaction hook = {},
                  wants_transaction wants = {});
+  // Waits for the batches in flight: they run on the database's threads and use this object (each
+  // statement is bounded by the pool's statement timeout).
+  ~create_batcher();
+  create_batcher(const create_batcher&) = delete;
+  create_batcher& operator=(const create_batcher&) = delete;
 
   // Takes the row by rvalue reference: no temporary in the caller's co_await operand (GCC 12).
   template <class Token = boost::asio::use_awaitable_t<>>
@@ -83,6 +89,7 @@ class create_batcher {
   in_transaction hook_;
   wants_transaction wants_;
   mutable std::mutex mu_;
+  std::condition_variable idle_;  // in_flight_ became 0
   std::vector<pending> queue_;
   std::size_t in_flight_ = 0;
   stats stats_;
