@@ -50,9 +50,10 @@ run() {
   port=$((20000 + RANDOM % 20000))
   # shellcheck disable=SC2086  # the options are words
   "$bin" serve --listen "127.0.0.1:$port" --config "$work/cogwheel.yaml" --create-rate-limit 0 \
-    --log-level warn $opts >"$work/serve.log" 2>&1 &
+    $opts >"$work/serve.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$port/ready" >/dev/null || { echo "serve did not start:" >&2; tail -n 5 "$work/serve.log" >&2; return 1; }
   wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/create.lua "http://127.0.0.1:$port" >"$work/wrk.txt"
   kill "$server_pid"
   wait "$server_pid" 2>/dev/null || true

@@ -266,7 +266,12 @@ int run_serve(const settings& s) {
       [&dispatch](const std::vector<std::string>& versions) {
         return dispatch.can_claim(versions);
       });
-  batcher.committed = [&dispatch] { dispatch.wake(); };
+  // This process's own inserts, without waiting for their NOTIFY to come back: the claim loop runs
+  // only when a container here has room for one of the versions (an empty claim otherwise: one
+  // transaction per batch for nothing).
+  batcher.committed = [&dispatch](const std::vector<std::string>& versions) {
+    dispatch.queued(versions);
+  };
   authenticator auth(db);
   auto create_limiter = make_limiter(s.create_rate_limit);
   auto read_limiter = make_limiter(s.rate_limit);

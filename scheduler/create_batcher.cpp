@@ -62,6 +62,14 @@ bool create_batcher::needs_transaction(const std::vector<storage::prediction_new
 }
 
 void create_batcher::run_batch(std::vector<pending> batch) {
+  auto announce = [this](const std::vector<storage::insert_result>& results) {
+    if (!committed) return;
+    std::vector<std::string> versions;
+    for (const auto& r : results) {
+      if (r.outcome == storage::insert_outcome::created) versions.push_back(r.row.version_id);
+    }
+    if (!versions.empty()) committed(versions);
+  };
   std::vector<storage::prediction_new> rows;
   rows.reserve(batch.size());
   for (auto& p : batch) rows.push_back(p.row);
@@ -70,7 +78,7 @@ void create_batcher::run_batch(std::vector<pending> batch) {
       if (!needs_transaction(some)) {
         pqxx::nontransaction tx(c);
         auto r = storage::prediction_insert_many(tx, some);
-        if (committed) committed();
+        announce(r);
         return r;
       }
       pqxx::work tx(c);
@@ -83,7 +91,7 @@ void create_batcher::run_batch(std::vector<pending> batch) {
         throw;
       }
       if (after) after(true);
-      if (committed) committed();
+      announce(r);
       return r;
     });
   };

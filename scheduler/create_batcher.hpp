@@ -62,9 +62,10 @@ class create_batcher {
         token, std::move(row));
   }
 
-  // Called on the database thread after each batch committed (e.g. to wake the dispatcher at once).
-  // Set before the first submit.
-  std::function<void()> committed;
+  // Called on the database thread after each batch committed that created rows, with their
+  // versions (repeats included): e.g. to wake the dispatcher at once when a container here has
+  // room for one of them. Set before the first submit.
+  std::function<void(const std::vector<std::string>& versions)> committed;
 
   struct stats {
     std::uint64_t batches = 0;

@@ -101,7 +101,11 @@ TEST_CASE_METHOD(fixture, "concurrent creates share batches, and a refused row f
   storage::database db(pool_for(conninfo));
   std::atomic<int> committed_calls{0};
   scheduler::create_batcher batcher(db);
-  batcher.committed = [&] { ++committed_calls; };
+  std::atomic<std::size_t> announced{0};
+  batcher.committed = [&](const std::vector<std::string>& versions) {
+    ++committed_calls;
+    announced += versions.size();
+  };
 
   std::vector<storage::prediction_new> rows;
   for (std::size_t n = 1; n <= 200; ++n) rows.push_back(row(n));
@@ -128,6 +132,7 @@ TEST_CASE_METHOD(fixture, "concurrent creates share batches, and a refused row f
   CHECK(totals.rows == 200);
   CHECK(totals.batches < 200);  // grouped
   CHECK(committed_calls.load() >= 1);
+  CHECK(announced.load() == 199);  // the version of every row created, and only of those
 }
 
 TEST_CASE_METHOD(fixture,
