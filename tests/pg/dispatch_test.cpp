@@ -465,7 +465,7 @@ TEST_CASE_METHOD(fixture, "the forward-only trigger refuses to move a terminal p
 }
 
 TEST_CASE_METHOD(fixture,
-                 "prediction_read_many gives row versions; a change to a row changed since is "
+                 "prediction_read_many gives row versions, and a change to a row changed since is "
                  "left alone",
                  "[pg][dispatch]") {
   queue(pid('1'), v1, 0);
