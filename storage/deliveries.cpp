@@ -124,6 +124,14 @@ std::vector<delivery_claimed> delivery_claim_due(pqxx::transaction_base& tx,
   for (const auto& [endpoint, n] : busy) {
     if (n >= p.per_endpoint) full.push_back(endpoint);
   }
+  // Candidates by an index scan in the claim's order, never by a bitmap scan. Every lease and
+  // every finished attempt leaves a dead row version behind in the due indexes until VACUUM comes
+  // (autovacuum looks at a database once a minute at most): an index scan marks the dead entries it
+  // meets, so the next claim steps over them, while a bitmap scan visits their heap pages again at
+  // every claim. The planner chose the bitmap scan when its statistics lagged behind the table's
+  // growth: 150-225 ms claims over 22,525 entries for 84 live rows, and webhook latencies of
+  // seconds (bench/README.md, "Dead index entries and the claim's plan").
+  tx.exec("SET LOCAL enable_bitmapscan = off");
   auto candidates = exec_planned_sql(tx, p.fresh ? claim_fresh_sql : claim_retry_sql,
                                      static_cast<long>(p.limit * 4), text_array(full));
   std::vector<std::int64_t> chosen;
