@@ -10,7 +10,8 @@
 # (COGWHEEL_BIN_NOTE=text says in the report where it came from); FAKE_COG_BIN, LOADGEN_BIN and
 # RECEIVER_BIN likewise for fake_cog, cogwheel_loadgen and cogwheel_webhook_receiver (all four
 # given: nothing is built, as in the ctest `bench: smoke`);
-# BENCH_RESULTS=path writes the report there (default: bench/RESULTS.md for the full run only).
+# BENCH_RESULTS=path writes the report there (default: bench/RESULTS.md for the full run only);
+# BENCH_STEPS=limits,cogwheel,cogwheel_queued,graphile_defaults,... runs only those steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -34,6 +35,7 @@ if [ "$mode" = full ]; then
   drain_secs=120      # bound on waiting for cogwheel's last webhooks after a load phase
   queued=1000000      # predictions queued (for a version without containers) in section 5
   results=${BENCH_RESULTS:-$root/bench/RESULTS.md}
+  [ -n "${BENCH_STEPS:-}" ] && results=${BENCH_RESULTS:-}  # a partial run never replaces RESULTS.md
 else
   secs=2; jobs=1000; single_secs=2; single_max=5000; drain_defaults=5; drain_defaults_pgboss=3; drain_tuned=15
   drain_secs=30; queued=10000; idle_secs=1
@@ -63,8 +65,14 @@ cpu_busy() {
   echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
 }
 # A step runs in a subshell with `set -e` live, so a failure ends the step, not the run.
+# BENCH_STEPS=name,name runs only those steps (and the build); the others are reported as not
+# measured, and the report goes to BENCH_RESULTS only (never to bench/RESULTS.md).
 step() {
   local name=$1; shift
+  if [ -n "${BENCH_STEPS:-}" ] && [ "$name" != build ] && [[ ",$BENCH_STEPS," != *",$name,"* ]]; then
+    say "step $name skipped (BENCH_STEPS)"
+    return 0
+  fi
   local t0; t0=$(date +%s)
   say "step $name"
   fig "step_${name}_busy" "$(cpu_busy)"
