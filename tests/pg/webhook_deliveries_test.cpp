@@ -779,15 +779,38 @@ TEST_CASE("without a rotation a claim carries the one secret", "[pg][webhook]") 
   CHECK(f.claim_one("msg_plain").secrets == strings{secret1});
 }
 
+namespace {
+
+// 5,000 predictions of v1 with ids lpad(to_hex(g), 26, '0'), g = 1..5000, for deliveries to name.
+void insert_5000_predictions(pqxx::transaction_base& tx, std::int64_t token_id) {
+  tx.exec_params(
+      "INSERT INTO predictions (id, token_id, model, version_id, input) SELECT "
+      "lpad(to_hex(g), 26, '0'), $1, 'acme/echo', $2, '{}' FROM generate_series(1, 5000) g",
+      token_id, v1);
+}
+
+// Claims as the service does, and returns the candidate query's plan, as auto_explain gave it.
+std::string claim_plan(pqxx::connection& conn, bool fresh,
+                       std::vector<storage::delivery_claimed>& claimed) {
+  test::notices got(conn);
+  pqxx::work tx(conn);
+  test::plans_as_notices(tx);
+  claimed = storage::delivery_claim_due(tx, claim_params(fresh));
+  std::string plan;
+  for (const auto& n : got.received) {
+    if (n.find("SELECT d.id, d.endpoint") != std::string::npos) plan = n;
+  }
+  return plan;
+}
+
+}  // namespace
+
 TEST_CASE_METHOD(fixture, "a claim under a backlog reads due deliveries in index order",
                  "[pg][webhook]") {
   {
     // 5,000 due deliveries, as when slow endpoints fall behind.
     pqxx::work tx(conn);
-    tx.exec_params(
-        "INSERT INTO predictions (id, token_id, model, version_id, input) SELECT "
-        "lpad(to_hex(g), 26, '0'), $1, 'acme/echo', $2, '{}' FROM generate_series(1, 5000) g",
-        token_id, v1);
+    insert_5000_predictions(tx, token_id);
     tx.exec_params(
         "INSERT INTO webhook_deliveries (message_id, prediction_id, token_id, event, url, payload, "
         "next_attempt_at) SELECT 'msg_' || g, lpad(to_hex(g), 26, '0'), $1, 'completed', $2, '{}', "
@@ -796,16 +819,10 @@ TEST_CASE_METHOD(fixture, "a claim under a backlog reads due deliveries in index
     tx.commit();
   }
   pqxx::nontransaction(conn).exec("ANALYZE webhook_deliveries");
-  test::notices got(conn);
-  pqxx::work tx(conn);
-  test::plans_as_notices(tx);
-  auto claimed = storage::delivery_claim_due(tx, claim_params(true));
+  std::vector<storage::delivery_claimed> claimed;
+  const auto plan = claim_plan(conn, true, claimed);
   CHECK(claimed.size() == 32);  // the endpoint's limit
   CHECK(claimed.front().message_id == "msg_1");
-  std::string plan;
-  for (const auto& n : got.received) {
-    if (n.find("SELECT d.id, d.endpoint") != std::string::npos) plan = n;
-  }
   INFO("auto_explain: " << plan);
   REQUIRE_FALSE(plan.empty());
   // The candidates come from the index in the claim's order, and the scan stops at the limit
@@ -819,16 +836,12 @@ TEST_CASE_METHOD(fixture, "a claim scans the due index even when the statistics 
   {
     // 5,000 retries analyzed while 150 were due...
     pqxx::work tx(conn);
-    tx.exec_params(
-        "INSERT INTO predictions (id, token_id, model, version_id, input) SELECT "
-        "lpad(to_hex(g), 26, '0'), $1, 'acme/echo', $2, '{}' FROM generate_series(1, 5000) g",
-        token_id, v1);
+    insert_5000_predictions(tx, token_id);
     tx.exec_params(
         "INSERT INTO webhook_deliveries (message_id, prediction_id, token_id, event, url, payload, "
         "attempts, next_attempt_at) SELECT 'msg_' || g, lpad(to_hex(g), 26, '0'), $1, "
         "'completed', $2, '{}', 1, now() + CASE WHEN g <= 150 THEN -interval '2 hours' ELSE "
-        "interval '1 hour' END + g * interval '1 millisecond' FROM "
-        "generate_series(1, 5000) g",
+        "interval '1 hour' END + g * interval '1 millisecond' FROM generate_series(1, 5000) g",
         token_id, url_a);
     tx.commit();
   }
@@ -841,16 +854,10 @@ TEST_CASE_METHOD(fixture, "a claim scans the due index even when the statistics 
         "WHERE next_attempt_at > now()");
     tx.commit();
   }
-  test::notices got(conn);
-  pqxx::work tx(conn);
-  test::plans_as_notices(tx);
-  auto claimed = storage::delivery_claim_due(tx, claim_params(false));
+  std::vector<storage::delivery_claimed> claimed;
+  const auto plan = claim_plan(conn, false, claimed);
   CHECK(claimed.size() == 32);  // the endpoint's limit
   CHECK(claimed.front().message_id == "msg_1");
-  std::string plan;
-  for (const auto& n : got.received) {
-    if (n.find("SELECT d.id, d.endpoint") != std::string::npos) plan = n;
-  }
   INFO("auto_explain: " << plan);
   REQUIRE_FALSE(plan.empty());
   // A bitmap scan would visit every dead version's heap page again at each claim; an index scan
