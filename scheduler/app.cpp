@@ -253,12 +253,7 @@ int run_serve(const settings& s) {
   create_batcher batcher(
       db, {},
       [&dispatch](pqxx::transaction_base& tx, const std::vector<storage::insert_result>& results) {
-        std::vector<std::string> versions;
-        for (const auto& r : results) {
-          if (r.outcome == storage::insert_outcome::created) {
-            versions.push_back(r.row.version_id);
-          }
-        }
+        auto versions = storage::created_versions(results);
         std::sort(versions.begin(), versions.end());
         versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
         return dispatch.claim_in(tx, versions);

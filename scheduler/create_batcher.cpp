@@ -64,11 +64,7 @@ bool create_batcher::needs_transaction(const std::vector<storage::prediction_new
 void create_batcher::run_batch(std::vector<pending> batch) {
   auto announce = [this](const std::vector<storage::insert_result>& results) {
     if (!committed) return;
-    std::vector<std::string> versions;
-    for (const auto& r : results) {
-      if (r.outcome == storage::insert_outcome::created) versions.push_back(r.row.version_id);
-    }
-    if (!versions.empty()) committed(versions);
+    if (auto versions = storage::created_versions(results); !versions.empty()) committed(versions);
   };
   std::vector<storage::prediction_new> rows;
   rows.reserve(batch.size());

@@ -303,6 +303,14 @@ std::vector<insert_result> prediction_insert_many(pqxx::transaction_base& tx,
   return results;
 }
 
+std::vector<std::string> created_versions(const std::vector<insert_result>& results) {
+  std::vector<std::string> versions;
+  for (const auto& r : results) {
+    if (r.outcome == insert_outcome::created) versions.push_back(r.row.version_id);
+  }
+  return versions;
+}
+
 std::optional<prediction_row> prediction_get(pqxx::transaction_base& tx, std::int64_t token_id,
                                              std::string_view id) {
   static const std::string sql = std::string("SELECT ") + prediction_columns +

@@ -60,6 +60,10 @@ struct insert_result {
   prediction_row row;  // the new or the existing prediction (empty on conflict)
 };
 
+// The version of each row the insert created (neither existing nor in conflict), in row order,
+// repeats included.
+std::vector<std::string> created_versions(const std::vector<insert_result>& results);
+
 // The channel on which inserts announce new queued work: payload = comma-separated version ids,
 // each once, one notification per batch.
 inline constexpr const char* queue_channel = "cogwheel_queue";
